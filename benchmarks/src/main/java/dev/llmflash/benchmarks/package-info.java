@@ -1,0 +1,2 @@
+/** JMH kernel benchmarks and the end-to-end benchmark harness. */
+package dev.llmflash.benchmarks;

@@ -1,0 +1,54 @@
+package dev.llmflash.runtime.kernels;
+
+import dev.llmflash.formats.tensor.DType;
+
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+
+/**
+ * Plain scalar loops: the oracle every fast kernel is tested against. Same contracts as
+ * {@link Kernels}. Legend: r = rows, c = cols, n = vectors.
+ */
+public final class ScalarKernels {
+    private ScalarKernels() {
+    }
+
+    /** Element {@code i} of a weight segment, as f32. */
+    public static float load(MemorySegment w, DType dt, long i) {
+        return switch (dt) {
+            case F32 -> w.getAtIndex(ValueLayout.JAVA_FLOAT_UNALIGNED, i);
+            case F16 -> Float.float16ToFloat(w.getAtIndex(ValueLayout.JAVA_SHORT_UNALIGNED, i));
+            case BF16 -> Float.intBitsToFloat((w.getAtIndex(ValueLayout.JAVA_SHORT_UNALIGNED, i) & 0xffff) << 16);
+            default -> throw new IllegalArgumentException("kernels compute on F32, F16, BF16; got " + dt);
+        };
+    }
+
+    public static float dot(MemorySegment w, DType dt, long offset, float[] x, int xOff, int c) {
+        float s = 0f;
+        for (int j = 0; j < c; j++) {
+            s += load(w, dt, offset + j) * x[xOff + j];
+        }
+        return s;
+    }
+
+    public static void matvec(MemorySegment w, DType dt, int r, int c, float[] x, float[] y) {
+        for (int i = 0; i < r; i++) {
+            y[i] = dot(w, dt, (long) i * c, x, 0, c);
+        }
+    }
+
+    public static void matmul(MemorySegment w, DType dt, int r, int c, float[] x, int n, float[] y) {
+        for (int t = 0; t < n; t++) {
+            for (int i = 0; i < r; i++) {
+                y[t * r + i] = dot(w, dt, (long) i * c, x, t * c, c);
+            }
+        }
+    }
+
+    public static void row(MemorySegment w, DType dt, int row, int c, float[] out) {
+        long base = (long) row * c;
+        for (int j = 0; j < c; j++) {
+            out[j] = load(w, dt, base + j);
+        }
+    }
+}

@@ -1,0 +1,2 @@
+/** Kernels, tokenizer, forward passes, sampling and generation. */
+package dev.llmflash.runtime;
