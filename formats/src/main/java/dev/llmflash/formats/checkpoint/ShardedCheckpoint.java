@@ -94,7 +94,7 @@ public final class ShardedCheckpoint implements Checkpoint {
         try {
             root = new ObjectMapper().readTree(index.toFile());
         } catch (IOException e) {
-            throw new FormatException(index, "is not valid JSON: " + e.getOriginalMessage(),
+            throw new FormatException(index, "is not valid JSON: " + e.getMessage(),
                     "re-download the checkpoint's index file", e);
         }
         JsonNode map = root == null ? null : root.get("weight_map");
