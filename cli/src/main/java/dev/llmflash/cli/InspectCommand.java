@@ -1,0 +1,141 @@
+package dev.llmflash.cli;
+
+import dev.llmflash.formats.LlmflashException;
+import dev.llmflash.formats.checkpoint.Checkpoint;
+import dev.llmflash.formats.hf.FalconConfig;
+import dev.llmflash.formats.hf.HfCheckpoint;
+import dev.llmflash.formats.hf.ModelConfig;
+import dev.llmflash.formats.hf.OptConfig;
+import dev.llmflash.formats.tensor.DType;
+import dev.llmflash.formats.tensor.Tensor;
+import picocli.CommandLine;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Parameters;
+
+import java.io.PrintWriter;
+import java.nio.file.Path;
+import java.util.EnumMap;
+import java.util.LinkedHashMap;
+import java.util.Map;
+import java.util.concurrent.Callable;
+
+@Command(name = "inspect", mixinStandardHelpOptions = true,
+        description = "Describe a Hugging Face model folder: architecture, tensors, sizes; --verify reads every value.")
+final class InspectCommand implements Callable<Integer> {
+    @CommandLine.Spec
+    CommandLine.Model.CommandSpec spec;
+
+    @Parameters(paramLabel = "DIR", description = "A Hugging Face model folder.")
+    Path dir;
+
+    @Option(names = "--verify", description = "Read every tensor value and check that all are finite.")
+    boolean verify;
+
+    @Option(names = "--tensors", description = "List every tensor (name, dtype, shape).")
+    boolean tensors;
+
+    @Option(names = "--json", description = "Print one JSON object instead of text.")
+    boolean json;
+
+    @Option(names = "--verbose", description = "Print stack traces on errors.")
+    boolean verbose;
+
+    @Override
+    public Integer call() {
+        PrintWriter out = spec.commandLine().getOut();
+        try (HfCheckpoint hf = HfCheckpoint.open(dir)) {
+            Checkpoint w = hf.weights();
+            ModelConfig c = hf.config();
+            Map<DType, Long> bytesByType = new EnumMap<>(DType.class);
+            long params = 0;
+            long ffnParams = 0;
+            Map<String, Object> list = new LinkedHashMap<>();
+            long nonFinite = 0;
+            for (String name : w.tensorNames()) {
+                Tensor t = w.tensor(name);
+                bytesByType.merge(t.dtype(), t.data().byteSize(), Long::sum);
+                params += t.numel();
+                if (isFfn(c, name)) {
+                    ffnParams += t.numel();
+                }
+                list.put(name, t.shapeString());
+                if (verify && t.dtype().isComputeType()) {
+                    for (long i = 0, n = t.numel(); i < n; i++) {
+                        if (!Float.isFinite(t.getFloat(i))) {
+                            nonFinite++;
+                        }
+                    }
+                }
+            }
+            if (verify && nonFinite > 0) {
+                throw new LlmflashException(w.location() + ": " + nonFinite + " weight values are NaN or infinite (the checkpoint is corrupt; re-download it)");
+            }
+            Map<String, Object> j = new LinkedHashMap<>();
+            j.put("path", dir.toString());
+            j.put("kind", "huggingface");
+            j.put("weights", w.location().getFileName().toString());
+            j.put("config", configMap(c));
+            j.put("tensor_count", w.tensorNames().size());
+            j.put("parameters", params);
+            j.put("ffn_parameters", ffnParams);
+            Map<String, Long> bt = new LinkedHashMap<>();
+            bytesByType.forEach((k, v) -> bt.put(k.name(), v));
+            j.put("bytes_by_dtype", bt);
+            if (verify) {
+                j.put("verified", true);
+            }
+            if (tensors) {
+                j.put("tensors", list);
+            }
+            if (json) {
+                out.println(Json.write(j));
+            } else {
+                out.printf("%s: Hugging Face %s checkpoint (%s)%n", dir, c.modelType(), w.location().getFileName());
+                configMap(c).forEach((k, v) -> out.printf("  %-22s %s%n", k, v));
+                out.printf("  %-22s %d%n", "tensors", w.tensorNames().size());
+                out.printf("  %-22s %,d (FFN %.1f%%)%n", "parameters", params, 100.0 * ffnParams / Math.max(1, params));
+                bt.forEach((k, v) -> out.printf("  %-22s %,d bytes%n", k, v));
+                if (tensors) {
+                    list.forEach((k, v) -> out.printf("    %-60s %s%n", k, v));
+                }
+                if (verify) {
+                    out.println("  verified: every value read, all finite");
+                }
+            }
+        }
+        return 0;
+    }
+
+    private static boolean isFfn(ModelConfig c, String name) {
+        return c instanceof OptConfig ? name.contains(".fc1.") || name.contains(".fc2.")
+                : name.contains(".mlp.dense_h_to_4h.") || name.contains(".mlp.dense_4h_to_h.");
+    }
+
+    static Map<String, Object> configMap(ModelConfig c) {
+        Map<String, Object> m = new LinkedHashMap<>();
+        m.put("architecture", c.modelType());
+        m.put("layers", c.numLayers());
+        m.put("hidden_size", c.hiddenSize());
+        m.put("heads", c.numHeads());
+        m.put("head_dim", c.headDim());
+        m.put("ffn_size", c.ffnSize());
+        m.put("vocab_size", c.vocabSize());
+        m.put("max_positions", c.maxPositions());
+        switch (c) {
+            case OptConfig o -> {
+                m.put("activation", o.activation());
+                m.put("layer_norm", o.layerNormBefore() ? "pre" : "post");
+                m.put("word_embed_proj_dim", o.wordEmbedProjDim());
+            }
+            case FalconConfig f -> {
+                m.put("activation", f.activation());
+                m.put("kv_heads", f.numKvHeads());
+                m.put("qkv_layout", f.qkvLayout().name().toLowerCase());
+                m.put("parallel_attn", f.parallelAttn());
+                m.put("rope_theta", f.ropeTheta());
+            }
+        }
+        return m;
+    }
+}
