@@ -4,6 +4,7 @@ import dev.llmflash.runtime.generate.GenerationMetrics;
 import dev.llmflash.runtime.generate.Generator;
 import dev.llmflash.runtime.generate.SamplingOptions;
 import dev.llmflash.runtime.tokenizer.BpeTokenizer;
+import dev.llmflash.runtime.tokenizer.StreamingDecoder;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
@@ -63,7 +64,7 @@ final class GenerateCommand implements Callable<Integer> {
         try (LoadedModel lm = LoadedModel.open(model, common.validatedThreads())) {
             BpeTokenizer tok = lm.tokenizer();
             int[] ids = tok.encodeWithBos(prompt);
-            BpeTokenizer.StreamingDecoder dec = tok.decoder();
+            StreamingDecoder dec = tok.decoder();
             Generator.Result r = new Generator(lm.model()).generate(ids, maxTokens, sampling, common.json ? null : id -> {
                 if (id != lm.model().config().eosTokenId()) {
                     out.print(dec.push(id));
