@@ -1,22 +1,16 @@
 package dev.llmflash.cli;
 
-import dev.llmflash.formats.FormatException;
 import dev.llmflash.runtime.kernels.Kernels;
 import dev.llmflash.runtime.model.LanguageModel;
 import dev.llmflash.runtime.model.Models;
 import dev.llmflash.runtime.tokenizer.BpeTokenizer;
 
-import java.nio.file.Files;
 import java.nio.file.Path;
 
 /** A model, its tokenizer and its kernels, opened together from {@code --model} and closed together. */
 record LoadedModel(Path dir, LanguageModel model, BpeTokenizer tokenizer, Kernels kernels, double loadMs) implements AutoCloseable {
 
     static LoadedModel open(Path dir, int threads) {
-        if (!Files.isDirectory(dir)) {
-            throw new FormatException(dir, Files.exists(dir) ? "is a file, not a model folder" : "does not exist",
-                    "point --model at a Hugging Face model folder (config.json + weights + tokenizer files)");
-        }
         long t0 = System.nanoTime();
         Kernels kernels = new Kernels(threads);
         try {
