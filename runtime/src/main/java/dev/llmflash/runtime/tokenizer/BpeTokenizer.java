@@ -4,10 +4,12 @@ import dev.llmflash.formats.FormatException;
 
 import java.nio.file.Path;
 import java.util.HashMap;
+import java.util.HashSet;
 import java.util.List;
 import java.util.Map;
 import java.util.Objects;
 import java.util.OptionalInt;
+import java.util.Set;
 
 /**
  * A byte-level BPE tokenizer (GPT-2, OPT, Falcon) that gives the same ids and text as Hugging Face's
@@ -65,7 +67,7 @@ public final class BpeTokenizer {
             tokens[t.id()] = t.content();
         }
         // HF skips a token when decoding if its text is that of a special added token.
-        java.util.Set<String> specialTexts = new java.util.HashSet<>();
+        Set<String> specialTexts = new HashSet<>();
         for (AddedToken t : added) {
             if (t.special()) {
                 specialTexts.add(t.content());

@@ -2,7 +2,6 @@ package dev.llmflash.runtime.tokenizer;
 
 import java.util.ArrayList;
 import java.util.List;
-import java.util.Locale;
 import java.util.function.IntPredicate;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
@@ -34,15 +33,6 @@ enum SplitBehavior {
             case "Contiguous" -> CONTIGUOUS;
             default -> null;
         };
-    }
-
-    String jsonName() {
-        String s = name().toLowerCase(Locale.ROOT);
-        StringBuilder sb = new StringBuilder();
-        for (String part : s.split("_")) {
-            sb.append(Character.toUpperCase(part.charAt(0))).append(part, 1, part.length());
-        }
-        return sb.toString();
     }
 
     /**

@@ -97,12 +97,9 @@ final class TokenizerFiles {
         BpeModel model = BpeModel.build(mergesFile, vocab, merges, k -> "line " + lineOf.get(k), null, false, false);
         // GPT2Tokenizer: the special tokens are those the config names, plus its added_tokens_decoder.
         Map<String, AddedToken> added = new LinkedHashMap<>();
+        Map<Integer, String> takenIds = idsOf(vocab);
         for (AddedToken t : config.addedTokensDecoder()) {
-            Integer vid = vocab.get(t.content());
-            if (vid != null && vid != t.id()) {
-                throw new FormatException(config.file(), "added_tokens_decoder gives '" + t.content() + "' id "
-                        + t.id() + " but " + VOCAB_JSON + " gives it " + vid, REDOWNLOAD);
-            }
+            checkAddedId(config.file(), "added_tokens_decoder." + t.id(), t, vocab, takenIds, VOCAB_JSON);
             added.put(t.content(), t);
         }
         addNamedSpecials(vocabFile, vocab, added, config);
@@ -178,8 +175,7 @@ final class TokenizerFiles {
                 bool(file, modelNode, "fuse_unk", false), bool(file, modelNode, "ignore_merges", false));
 
         Map<String, AddedToken> added = new LinkedHashMap<>();
-        Map<Integer, String> takenIds = new HashMap<>();
-        vocab.forEach((t, id) -> takenIds.put(id, t));
+        Map<Integer, String> takenIds = idsOf(vocab);
         JsonNode addedNode = root.get("added_tokens");
         if (addedNode != null && !addedNode.isNull()) {
             if (!addedNode.isArray()) {
@@ -194,17 +190,7 @@ final class TokenizerFiles {
                             REDOWNLOAD);
                 }
                 AddedToken a = addedToken(file, "added_tokens[" + k + "]", t, idNode.intValue());
-                Integer vid = vocab.get(a.content());
-                if (vid != null && vid != a.id()) {
-                    throw new FormatException(file, "added_tokens[" + k + "] gives '" + a.content() + "' id "
-                            + a.id() + " but model.vocab gives it " + vid, REDOWNLOAD);
-                }
-                String holder = takenIds.putIfAbsent(a.id(), a.content());
-                if (holder != null && !holder.equals(a.content())) {
-                    throw new FormatException(file, "added_tokens[" + k + "] gives id " + a.id() + " to '"
-                            + abbreviate(a.content()) + "', which already belongs to '" + abbreviate(holder) + "'",
-                            REDOWNLOAD);
-                }
+                checkAddedId(file, "added_tokens[" + k + "]", a, vocab, takenIds, "model.vocab");
                 added.put(a.content(), a);
             }
         }
@@ -396,6 +382,30 @@ final class TokenizerFiles {
             }
         }
         return null;
+    }
+
+    private static Map<Integer, String> idsOf(Map<String, Integer> vocab) {
+        Map<Integer, String> byId = new HashMap<>(vocab.size() * 2);
+        vocab.forEach((t, id) -> byId.put(id, t));
+        return byId;
+    }
+
+    /**
+     * An added token must have the id the vocabulary gives its text, or an id no other token has (the
+     * library would silently renumber it; a file like that was not written by the library).
+     */
+    private static void checkAddedId(Path file, String where, AddedToken a, Map<String, Integer> vocab,
+                                     Map<Integer, String> takenIds, String vocabName) {
+        Integer vid = vocab.get(a.content());
+        if (vid != null && vid != a.id()) {
+            throw new FormatException(file, where + " gives '" + abbreviate(a.content()) + "' id " + a.id() + " but "
+                    + vocabName + " gives it " + vid, REDOWNLOAD);
+        }
+        String holder = takenIds.putIfAbsent(a.id(), a.content());
+        if (holder != null && !holder.equals(a.content())) {
+            throw new FormatException(file, where + " gives id " + a.id() + " to '" + abbreviate(a.content())
+                    + "', which already belongs to '" + abbreviate(holder) + "'", REDOWNLOAD);
+        }
     }
 
     /** Parses a {@code {"token": id}} map, checking the ids. */
