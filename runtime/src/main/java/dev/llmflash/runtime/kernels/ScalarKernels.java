@@ -51,4 +51,27 @@ public final class ScalarKernels {
             out[j] = load(w, dt, base + j);
         }
     }
+
+    /** Twin of {@link VectorOps#dot}. */
+    public static float dot(float[] a, int aOff, float[] b, int bOff, int n) {
+        float s = 0f;
+        for (int k = 0; k < n; k++) {
+            s += a[aOff + k] * b[bOff + k];
+        }
+        return s;
+    }
+
+    /** Twin of {@link VectorOps#axpy}: y += a * x. */
+    public static void axpy(float a, float[] x, int xOff, float[] y, int yOff, int n) {
+        for (int k = 0; k < n; k++) {
+            y[yOff + k] += a * x[xOff + k];
+        }
+    }
+
+    /** Twin of {@link VectorOps#add}: y += x. */
+    public static void add(float[] y, float[] x, int n) {
+        for (int k = 0; k < n; k++) {
+            y[k] += x[k];
+        }
+    }
 }

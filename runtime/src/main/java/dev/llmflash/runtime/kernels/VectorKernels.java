@@ -1,0 +1,474 @@
+package dev.llmflash.runtime.kernels;
+
+import dev.llmflash.formats.tensor.DType;
+import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.IntVector;
+import jdk.incubator.vector.ShortVector;
+import jdk.incubator.vector.VectorOperators;
+import jdk.incubator.vector.VectorShape;
+import jdk.incubator.vector.VectorSpecies;
+
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.nio.ByteOrder;
+
+/**
+ * Single-threaded Vector API primitives over weights stored row-major in a {@link MemorySegment}
+ * (usually a slice of a memory-mapped checkpoint: any byte alignment, little-endian) in F32, F16 or
+ * BF16; activations are f32 arrays. {@link Kernels} splits rows over threads and calls these.
+ * <p>Legend: r = rows, c = cols, i = row index, j = column index, n = number of input vectors,
+ * t = input-vector index, L = f32 lanes per vector ({@link #F}), {@code off}/{@code rowBytes} = byte
+ * offsets into the weight segment. Every dot accumulates in FMA lanes (f32) and reduces the lanes at
+ * the end, so it sums in a different order than {@link ScalarKernels} (tests allow for that); the
+ * {@code c mod L} tail columns run scalar.
+ * <p>f16 to f32 (no half-float vector type or conversion exists in the JDK 25 Vector API): the 16-bit
+ * lanes are sign-extended to 32 bits, shifted left by 13 and masked to sign | exponent | mantissa, so
+ * the half's 5-bit exponent e and 10-bit mantissa m land in the f32's exponent and mantissa fields
+ * (sign stays bit 31). Read as an f32 that is 2^(e-127) * 1.m (or 2^-126 * 0.m for e = 0);
+ * multiplying by 2^112 rebias it to the half's value 2^(e-15) * 1.m, exactly (a power-of-two scale
+ * whose result is a normal f32), which also makes half subnormals right. e = 31 (Inf/NaN) comes out
+ * as a finite value >= 2^16; those lanes get their exponent field forced to all-ones, keeping the
+ * mantissa (Inf stays Inf, NaN payloads and the quiet bit survive). Tested exact for all 65536 halves.
+ * bf16 to f32 is the upper half of the f32: shift left 16.
+ * <p>matvec on 16-bit weights (the hot path, memory-bound) avoids the widening shuffle: it loads L
+ * 32-bit lanes = 2L weights at once, so lane k holds weight 2k in its low half and weight 2k+1 in its
+ * high half. The low halves become one f32 vector, the high halves another, and they are dotted with
+ * x's even and odd entries, which {@link #splitPairs} rearranges once per call (xs). For f16 that is
+ * {@code (v << 16) >>> 3} (arithmetic) resp. {@code v >> 3} (arithmetic), masked, which puts sign,
+ * exponent and mantissa where the rebias above wants them. Instead of fixing e = 31 per lane, the loop
+ * ORs {@code (v & 0x7C007C00) + 0x04000400} into a flag vector (bit 15 / bit 31 of a lane set iff a
+ * half there has e = 31) and recomputes the rows exactly if any is set: real checkpoints hold no
+ * Inf/NaN, so that costs nothing, yet a NaN weight still yields NaN.
+ * <p>C2 note: the 4-row loops spell the conversions out instead of calling helper methods. Vector API
+ * methods are force-inlined, but a helper of ours is refused inlining once the parse exceeds C2's
+ * node-count cutoff ({@code NodeCountInliningCutoff}), and a not-inlined helper boxes every vector
+ * (10x slower). Check with {@code -XX:+UnlockDiagnosticVMOptions -XX:+PrintInlining}.
+ * <p>Thread-safety: stateless; safe from any thread.
+ */
+public final class VectorKernels {
+
+    /** The f32 species: the widest the CPU has (16 lanes on AVX-512, 8 on AVX2). */
+    static final VectorSpecies<Float> F = FloatVector.SPECIES_PREFERRED;
+    /** Same-shape int species: a 16-bit value widened per f32 lane. */
+    static final VectorSpecies<Integer> I = VectorSpecies.of(int.class, F.vectorShape());
+    /** Half-width short species: L 16-bit values, loaded then widened to {@link #I}. */
+    static final VectorSpecies<Short> S =
+            VectorSpecies.of(short.class, VectorShape.forBitSize(F.vectorBitSize() / 2));
+    static final int L = F.length();
+
+    private static final ByteOrder LE = ByteOrder.LITTLE_ENDIAN;
+    private static final ValueLayout.OfFloat F32_LE = ValueLayout.JAVA_FLOAT_UNALIGNED;
+    private static final ValueLayout.OfShort U16_LE = ValueLayout.JAVA_SHORT_UNALIGNED;
+
+    /** f16 sign | exponent | mantissa after the 13-bit shift. */
+    private static final int HALF_BITS_MASK = 0x8FFF_E000;
+    /** 2^(127 - 15): moves the half's exponent bias to the f32's. */
+    private static final float HALF_REBIAS = 0x1.0p112f;
+    /** Smallest magnitude a rebiased e = 31 (Inf/NaN) lane has: 2^(31 - 15). */
+    private static final float HALF_INF_NAN_MIN = 0x1.0p16f;
+    private static final int F32_EXPONENT = 0x7F80_0000;
+    /** Both halves' f16 exponent fields in a 32-bit lane, and the carry that flags e = 31 in each. */
+    private static final int HALF_PAIR_EXPONENTS = 0x7C00_7C00;
+    private static final int HALF_PAIR_EXPONENT_ONE = 0x0400_0400;
+    private static final int HALF_PAIR_CARRIES = 0x8000_8000;
+    private static final int BF16_HIGH = 0xFFFF_0000;
+
+    private VectorKernels() {
+    }
+
+    // ---------------------------------------------------------------- loads: L weights -> f32 lanes
+
+    /** L f16 values at byte {@code off} as f32 lanes (exact; see the class comment). */
+    static FloatVector loadF16(MemorySegment w, long off) {
+        IntVector h = (IntVector) ShortVector.fromMemorySegment(S, w, off, LE)
+                .convertShape(VectorOperators.S2I, I, 0);
+        FloatVector v = h.lanewise(VectorOperators.LSHL, 13).and(HALF_BITS_MASK)
+                .reinterpretAsFloats().mul(HALF_REBIAS);
+        return v.reinterpretAsInts()
+                .lanewise(VectorOperators.OR, F32_EXPONENT,
+                        v.abs().compare(VectorOperators.GE, HALF_INF_NAN_MIN).cast(I))
+                .reinterpretAsFloats();
+    }
+
+    /** L bf16 values at byte {@code off} as f32 lanes (exact). */
+    static FloatVector loadBf16(MemorySegment w, long off) {
+        IntVector h = (IntVector) ShortVector.fromMemorySegment(S, w, off, LE)
+                .convertShape(VectorOperators.S2I, I, 0);
+        return h.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
+    }
+
+    static FloatVector loadF32(MemorySegment w, long off) {
+        return FloatVector.fromMemorySegment(F, w, off, LE);
+    }
+
+    private static float f16(MemorySegment w, long off) {
+        return Float.float16ToFloat(w.get(U16_LE, off));
+    }
+
+    private static float bf16(MemorySegment w, long off) {
+        return Float.intBitsToFloat((w.get(U16_LE, off) & 0xffff) << 16);
+    }
+
+    private static float f32(MemorySegment w, long off) {
+        return w.get(F32_LE, off);
+    }
+
+    // ---------------------------------------------------------------- public entry points
+
+    /**
+     * y[i] = dot(W[i, 0..c), x[0..c)) for i in [r0, r1), W row-major with c columns starting at byte
+     * 0 of {@code w}. {@code xs} is {@code x} after {@link #splitPairs} (read for F16 and BF16; may be
+     * null for F32).
+     * <p>Four rows at a time share each x load, but not four adjacent rows: the range is cut into
+     * quarters of q rows and step i computes rows i, i+q, i+2q, i+3q. Each quarter is then read as
+     * one long sequential stream, which the hardware prefetchers follow; four adjacent rows would be
+     * four short streams interleaved within the same pages, and measured up to 2x slower from DRAM
+     * (2 KB rows). The {@code (r1 - r0) mod 4} last rows go one at a time.
+     */
+    public static void matvecRows(MemorySegment w, DType dt, int c, float[] x, float[] xs, float[] y,
+                                  int r0, int r1) {
+        long rowBytes = (long) c * dt.bytes();
+        int q = (r1 - r0) / 4;
+        long stride = q * rowBytes;
+        int end = r0 + q;
+        switch (dt) {
+            case F32 -> {
+                for (int i = r0; i < end; i++) {
+                    dot4F32(w, i * rowBytes, stride, c, x, y, i, q);
+                }
+            }
+            case F16 -> {
+                for (int i = r0; i < end; i++) {
+                    if (!dot4F16(w, i * rowBytes, stride, c, x, xs, y, i, q)) {
+                        for (int k = i; k < r0 + 4 * q; k += q) { // a weight is Inf/NaN: redo exactly
+                            y[k] = dotF16(w, k * rowBytes, x, 0, c);
+                        }
+                    }
+                }
+            }
+            case BF16 -> {
+                for (int i = r0; i < end; i++) {
+                    dot4Bf16(w, i * rowBytes, stride, c, x, xs, y, i, q);
+                }
+            }
+            default -> throw unsupported(dt);
+        }
+        for (int i = r0 + 4 * q; i < r1; i++) {
+            y[i] = dot(w, dt, (long) i * c, x, 0, c);
+        }
+    }
+
+    /**
+     * Writes x[0..c) in the order the 16-bit matvec loops read it: each whole block of 2L entries
+     * starting at j becomes its L even-index entries, then its L odd-index entries,
+     * {@code xs[j + k] = x[j + 2k], xs[j + L + k] = x[j + 2k + 1]}; the last {@code c mod 2L} entries
+     * are copied as they are. Returns {@code xs}.
+     */
+    public static float[] splitPairs(float[] x, int c, float[] xs) {
+        int bound = c - c % (2 * L);
+        for (int j = 0; j < bound; j += 2 * L) {
+            for (int k = 0; k < L; k++) {
+                xs[j + k] = x[j + 2 * k];
+                xs[j + L + k] = x[j + 2 * k + 1];
+            }
+        }
+        System.arraycopy(x, bound, xs, bound, c - bound);
+        return xs;
+    }
+
+    /** dot(W[elements off .. off+c), x[xOff .. xOff+c)) where {@code off} counts elements. */
+    public static float dot(MemorySegment w, DType dt, long off, float[] x, int xOff, int c) {
+        long b = off * dt.bytes();
+        return switch (dt) {
+            case F32 -> dotF32(w, b, x, xOff, c);
+            case F16 -> dotF16(w, b, x, xOff, c);
+            case BF16 -> dotBf16(w, b, x, xOff, c);
+            default -> throw unsupported(dt);
+        };
+    }
+
+    /** out[outOff .. outOff+c) = W[elements off .. off+c) as f32 (exact). */
+    public static void toF32(MemorySegment w, DType dt, long off, float[] out, int outOff, int c) {
+        long b = off * dt.bytes();
+        int bound = F.loopBound(c);
+        int j = 0;
+        switch (dt) {
+            case F32 -> {
+                for (; j < bound; j += L) {
+                    loadF32(w, b + 4L * j).intoArray(out, outOff + j);
+                }
+                for (; j < c; j++) {
+                    out[outOff + j] = f32(w, b + 4L * j);
+                }
+            }
+            case F16 -> {
+                for (; j < bound; j += L) {
+                    loadF16(w, b + 2L * j).intoArray(out, outOff + j);
+                }
+                for (; j < c; j++) {
+                    out[outOff + j] = f16(w, b + 2L * j);
+                }
+            }
+            case BF16 -> {
+                for (; j < bound; j += L) {
+                    loadBf16(w, b + 2L * j).intoArray(out, outOff + j);
+                }
+                for (; j < c; j++) {
+                    out[outOff + j] = bf16(w, b + 2L * j);
+                }
+            }
+            default -> throw unsupported(dt);
+        }
+    }
+
+    /**
+     * Y[t, i] = dot(W[i, 0..c), X[t, 0..c)) for i in [r0, r1) and every t in [0, n): X is n x c and Y
+     * is n x r, both row-major. Four weight rows at a time are converted to f32 once into
+     * {@code scratch} (length >= 4 c) and then dotted with all n inputs, so weights stream once.
+     */
+    public static void matmulRows(MemorySegment w, DType dt, int r, int c, float[] x, int n, float[] y,
+                                  int r0, int r1, float[] scratch) {
+        for (int i = r0; i < r1; i += 4) {
+            int rows = Math.min(4, r1 - i);
+            toF32(w, dt, (long) i * c, scratch, 0, rows * c);
+            if (rows == 4) {
+                for (int t = 0; t < n; t++) {
+                    dot4(scratch, c, x, t * c, y, t * r + i);
+                }
+            } else {
+                for (int t = 0; t < n; t++) {
+                    for (int k = 0; k < rows; k++) {
+                        y[t * r + i + k] = VectorOps.dot(scratch, k * c, x, t * c, c);
+                    }
+                }
+            }
+        }
+    }
+
+    private static IllegalArgumentException unsupported(DType dt) {
+        return new IllegalArgumentException("kernels compute on F32, F16, BF16; got " + dt);
+    }
+
+    // ---------------------------------------------------------------- one row (r mod 4 rows, Inf/NaN redo)
+
+    private static float dotF32(MemorySegment w, long off, float[] x, int xOff, int c) {
+        FloatVector acc = FloatVector.zero(F);
+        int j = 0;
+        for (int bound = F.loopBound(c); j < bound; j += L) {
+            acc = loadF32(w, off + 4L * j).fma(FloatVector.fromArray(F, x, xOff + j), acc);
+        }
+        float s = acc.reduceLanes(VectorOperators.ADD);
+        for (; j < c; j++) {
+            s += f32(w, off + 4L * j) * x[xOff + j];
+        }
+        return s;
+    }
+
+    private static float dotF16(MemorySegment w, long off, float[] x, int xOff, int c) {
+        FloatVector acc = FloatVector.zero(F);
+        int j = 0;
+        for (int bound = F.loopBound(c); j < bound; j += L) {
+            acc = loadF16(w, off + 2L * j).fma(FloatVector.fromArray(F, x, xOff + j), acc);
+        }
+        float s = acc.reduceLanes(VectorOperators.ADD);
+        for (; j < c; j++) {
+            s += f16(w, off + 2L * j) * x[xOff + j];
+        }
+        return s;
+    }
+
+    private static float dotBf16(MemorySegment w, long off, float[] x, int xOff, int c) {
+        FloatVector acc = FloatVector.zero(F);
+        int j = 0;
+        for (int bound = F.loopBound(c); j < bound; j += L) {
+            acc = loadBf16(w, off + 2L * j).fma(FloatVector.fromArray(F, x, xOff + j), acc);
+        }
+        float s = acc.reduceLanes(VectorOperators.ADD);
+        for (; j < c; j++) {
+            s += bf16(w, off + 2L * j) * x[xOff + j];
+        }
+        return s;
+    }
+
+    // ---------------------------------------------------------------- four rows: y[i + k q], k = 0..3
+
+    /** Rows at byte offsets off + k stride (k = 0..3) into y[i + k q]: f32 weights, natural-order x. */
+    private static void dot4F32(MemorySegment w, long off, long stride, int c, float[] x, float[] y, int i, int q) {
+        FloatVector a0 = FloatVector.zero(F);
+        FloatVector a1 = FloatVector.zero(F);
+        FloatVector a2 = FloatVector.zero(F);
+        FloatVector a3 = FloatVector.zero(F);
+        long o1 = off + stride;
+        long o2 = o1 + stride;
+        long o3 = o2 + stride;
+        int j = 0;
+        for (int bound = F.loopBound(c); j < bound; j += L) {
+            FloatVector xv = FloatVector.fromArray(F, x, j);
+            long b = 4L * j;
+            a0 = FloatVector.fromMemorySegment(F, w, off + b, LE).fma(xv, a0);
+            a1 = FloatVector.fromMemorySegment(F, w, o1 + b, LE).fma(xv, a1);
+            a2 = FloatVector.fromMemorySegment(F, w, o2 + b, LE).fma(xv, a2);
+            a3 = FloatVector.fromMemorySegment(F, w, o3 + b, LE).fma(xv, a3);
+        }
+        float s0 = a0.reduceLanes(VectorOperators.ADD);
+        float s1 = a1.reduceLanes(VectorOperators.ADD);
+        float s2 = a2.reduceLanes(VectorOperators.ADD);
+        float s3 = a3.reduceLanes(VectorOperators.ADD);
+        for (; j < c; j++) {
+            float xj = x[j];
+            long b = 4L * j;
+            s0 += f32(w, off + b) * xj;
+            s1 += f32(w, o1 + b) * xj;
+            s2 += f32(w, o2 + b) * xj;
+            s3 += f32(w, o3 + b) * xj;
+        }
+        y[i] = s0;
+        y[i + q] = s1;
+        y[i + 2 * q] = s2;
+        y[i + 3 * q] = s3;
+    }
+
+    /**
+     * As {@link #dot4F32}, f16 weights, x split into xs (see the class comment for the even/odd split
+     * and the e = 31 flag; tail columns use x). Returns false,
+     * leaving y unspecified, if a weight is Inf or NaN.
+     */
+    private static boolean dot4F16(MemorySegment w, long off, long stride, int c, float[] x, float[] xs,
+                                   float[] y, int i, int q) {
+        FloatVector a0 = FloatVector.zero(F);
+        FloatVector a1 = FloatVector.zero(F);
+        FloatVector a2 = FloatVector.zero(F);
+        FloatVector a3 = FloatVector.zero(F);
+        IntVector special = IntVector.zero(I);
+        long o1 = off + stride;
+        long o2 = o1 + stride;
+        long o3 = o2 + stride;
+        int j = 0;
+        for (int bound = c - c % (2 * L); j < bound; j += 2 * L) {
+            FloatVector xe = FloatVector.fromArray(F, xs, j);
+            FloatVector xo = FloatVector.fromArray(F, xs, j + L);
+            long b = 2L * j;
+            IntVector v0 = IntVector.fromMemorySegment(I, w, off + b, LE);
+            IntVector v1 = IntVector.fromMemorySegment(I, w, o1 + b, LE);
+            IntVector v2 = IntVector.fromMemorySegment(I, w, o2 + b, LE);
+            IntVector v3 = IntVector.fromMemorySegment(I, w, o3 + b, LE);
+            a0 = v0.lanewise(VectorOperators.LSHL, 16).lanewise(VectorOperators.ASHR, 3).and(HALF_BITS_MASK)
+                    .reinterpretAsFloats().mul(HALF_REBIAS).fma(xe, a0);
+            a0 = v0.lanewise(VectorOperators.ASHR, 3).and(HALF_BITS_MASK)
+                    .reinterpretAsFloats().mul(HALF_REBIAS).fma(xo, a0);
+            a1 = v1.lanewise(VectorOperators.LSHL, 16).lanewise(VectorOperators.ASHR, 3).and(HALF_BITS_MASK)
+                    .reinterpretAsFloats().mul(HALF_REBIAS).fma(xe, a1);
+            a1 = v1.lanewise(VectorOperators.ASHR, 3).and(HALF_BITS_MASK)
+                    .reinterpretAsFloats().mul(HALF_REBIAS).fma(xo, a1);
+            a2 = v2.lanewise(VectorOperators.LSHL, 16).lanewise(VectorOperators.ASHR, 3).and(HALF_BITS_MASK)
+                    .reinterpretAsFloats().mul(HALF_REBIAS).fma(xe, a2);
+            a2 = v2.lanewise(VectorOperators.ASHR, 3).and(HALF_BITS_MASK)
+                    .reinterpretAsFloats().mul(HALF_REBIAS).fma(xo, a2);
+            a3 = v3.lanewise(VectorOperators.LSHL, 16).lanewise(VectorOperators.ASHR, 3).and(HALF_BITS_MASK)
+                    .reinterpretAsFloats().mul(HALF_REBIAS).fma(xe, a3);
+            a3 = v3.lanewise(VectorOperators.ASHR, 3).and(HALF_BITS_MASK)
+                    .reinterpretAsFloats().mul(HALF_REBIAS).fma(xo, a3);
+            special = special.or(v0.and(HALF_PAIR_EXPONENTS).add(HALF_PAIR_EXPONENT_ONE))
+                    .or(v1.and(HALF_PAIR_EXPONENTS).add(HALF_PAIR_EXPONENT_ONE))
+                    .or(v2.and(HALF_PAIR_EXPONENTS).add(HALF_PAIR_EXPONENT_ONE))
+                    .or(v3.and(HALF_PAIR_EXPONENTS).add(HALF_PAIR_EXPONENT_ONE));
+        }
+        if (special.and(HALF_PAIR_CARRIES).reduceLanes(VectorOperators.OR) != 0) {
+            return false;
+        }
+        float s0 = a0.reduceLanes(VectorOperators.ADD);
+        float s1 = a1.reduceLanes(VectorOperators.ADD);
+        float s2 = a2.reduceLanes(VectorOperators.ADD);
+        float s3 = a3.reduceLanes(VectorOperators.ADD);
+        for (; j < c; j++) {
+            float xj = x[j];
+            long b = 2L * j;
+            s0 += f16(w, off + b) * xj;
+            s1 += f16(w, o1 + b) * xj;
+            s2 += f16(w, o2 + b) * xj;
+            s3 += f16(w, o3 + b) * xj;
+        }
+        y[i] = s0;
+        y[i + q] = s1;
+        y[i + 2 * q] = s2;
+        y[i + 3 * q] = s3;
+        return true;
+    }
+
+    /** As {@link #dot4F32}, bf16 weights, even/odd split: low halves {@code v << 16}, high {@code v & 0xFFFF0000}. */
+    private static void dot4Bf16(MemorySegment w, long off, long stride, int c, float[] x, float[] xs,
+                                 float[] y, int i, int q) {
+        FloatVector a0 = FloatVector.zero(F);
+        FloatVector a1 = FloatVector.zero(F);
+        FloatVector a2 = FloatVector.zero(F);
+        FloatVector a3 = FloatVector.zero(F);
+        long o1 = off + stride;
+        long o2 = o1 + stride;
+        long o3 = o2 + stride;
+        int j = 0;
+        for (int bound = c - c % (2 * L); j < bound; j += 2 * L) {
+            FloatVector xe = FloatVector.fromArray(F, xs, j);
+            FloatVector xo = FloatVector.fromArray(F, xs, j + L);
+            long b = 2L * j;
+            IntVector v0 = IntVector.fromMemorySegment(I, w, off + b, LE);
+            IntVector v1 = IntVector.fromMemorySegment(I, w, o1 + b, LE);
+            IntVector v2 = IntVector.fromMemorySegment(I, w, o2 + b, LE);
+            IntVector v3 = IntVector.fromMemorySegment(I, w, o3 + b, LE);
+            a0 = v0.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats().fma(xe, a0);
+            a0 = v0.and(BF16_HIGH).reinterpretAsFloats().fma(xo, a0);
+            a1 = v1.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats().fma(xe, a1);
+            a1 = v1.and(BF16_HIGH).reinterpretAsFloats().fma(xo, a1);
+            a2 = v2.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats().fma(xe, a2);
+            a2 = v2.and(BF16_HIGH).reinterpretAsFloats().fma(xo, a2);
+            a3 = v3.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats().fma(xe, a3);
+            a3 = v3.and(BF16_HIGH).reinterpretAsFloats().fma(xo, a3);
+        }
+        float s0 = a0.reduceLanes(VectorOperators.ADD);
+        float s1 = a1.reduceLanes(VectorOperators.ADD);
+        float s2 = a2.reduceLanes(VectorOperators.ADD);
+        float s3 = a3.reduceLanes(VectorOperators.ADD);
+        for (; j < c; j++) {
+            float xj = x[j];
+            long b = 2L * j;
+            s0 += bf16(w, off + b) * xj;
+            s1 += bf16(w, o1 + b) * xj;
+            s2 += bf16(w, o2 + b) * xj;
+            s3 += bf16(w, o3 + b) * xj;
+        }
+        y[i] = s0;
+        y[i + q] = s1;
+        y[i + 2 * q] = s2;
+        y[i + 3 * q] = s3;
+    }
+
+    /** y[yOff + k] = dot(w[k c .. (k+1) c), x[xOff .. xOff+c)) for k in 0..4 (f32 rows in an array). */
+    private static void dot4(float[] w, int c, float[] x, int xOff, float[] y, int yOff) {
+        FloatVector a0 = FloatVector.zero(F);
+        FloatVector a1 = FloatVector.zero(F);
+        FloatVector a2 = FloatVector.zero(F);
+        FloatVector a3 = FloatVector.zero(F);
+        int j = 0;
+        for (int bound = F.loopBound(c); j < bound; j += L) {
+            FloatVector xv = FloatVector.fromArray(F, x, xOff + j);
+            a0 = FloatVector.fromArray(F, w, j).fma(xv, a0);
+            a1 = FloatVector.fromArray(F, w, c + j).fma(xv, a1);
+            a2 = FloatVector.fromArray(F, w, 2 * c + j).fma(xv, a2);
+            a3 = FloatVector.fromArray(F, w, 3 * c + j).fma(xv, a3);
+        }
+        float s0 = a0.reduceLanes(VectorOperators.ADD);
+        float s1 = a1.reduceLanes(VectorOperators.ADD);
+        float s2 = a2.reduceLanes(VectorOperators.ADD);
+        float s3 = a3.reduceLanes(VectorOperators.ADD);
+        for (; j < c; j++) {
+            float xj = x[xOff + j];
+            s0 += w[j] * xj;
+            s1 += w[c + j] * xj;
+            s2 += w[2 * c + j] * xj;
+            s3 += w[3 * c + j] * xj;
+        }
+        y[yOff] = s0;
+        y[yOff + 1] = s1;
+        y[yOff + 2] = s2;
+        y[yOff + 3] = s3;
+    }
+}
