@@ -1,5 +1,7 @@
 package dev.llmflash.runtime.model;
 
+import dev.llmflash.runtime.kernels.VectorOps;
+
 /**
  * The part of a sequence state every architecture shares: per layer a key and a value cache of
  * {@code capacity x kvDim} floats (kvDim = K/V heads x head dim), and the sequence length.
@@ -68,12 +70,12 @@ class KvState implements LanguageModel.State {
                 int qOff = t * qd + h * hd;
                 int kvOff = (h / group) * hd;
                 for (int j = 0; j <= p; j++) {
-                    scores[j] = Ops.dot(q, qOff, kc, j * kvDim + kvOff, hd) * scale;
+                    scores[j] = VectorOps.dot(q, qOff, kc, j * kvDim + kvOff, hd) * scale;
                 }
                 Ops.softmax(scores, 0, p + 1);
                 java.util.Arrays.fill(out, qOff, qOff + hd, 0f);
                 for (int j = 0; j <= p; j++) {
-                    Ops.axpy(scores[j], vc, j * kvDim + kvOff, out, qOff, hd);
+                    VectorOps.axpy(scores[j], vc, j * kvDim + kvOff, out, qOff, hd);
                 }
             }
         }

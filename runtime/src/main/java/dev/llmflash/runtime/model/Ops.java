@@ -98,19 +98,4 @@ public final class Ops {
             add(x, t * d, bias, 0, d);
         }
     }
-
-    public static float dot(float[] a, int aOff, float[] b, int bOff, int n) {
-        float s = 0f;
-        for (int i = 0; i < n; i++) {
-            s += a[aOff + i] * b[bOff + i];
-        }
-        return s;
-    }
-
-    /** y[yOff..] += a * x[xOff..] over n elements. */
-    public static void axpy(float a, float[] x, int xOff, float[] y, int yOff, int n) {
-        for (int i = 0; i < n; i++) {
-            y[yOff + i] += a * x[xOff + i];
-        }
-    }
 }
