@@ -395,7 +395,12 @@ public final class VectorKernels {
         return true;
     }
 
-    /** As {@link #dot4F32}, bf16 weights, even/odd split: low halves {@code v << 16}, high {@code v & 0xFFFF0000}. */
+    /**
+     * As {@link #dot4F32}, bf16 weights, even/odd split: low halves {@code v << 16}, high halves
+     * {@code v & 0xFFFF0000}. The main loop is unrolled by hand to 4L columns per step: its one-step
+     * body is so small that C2 unrolls it on its own when the profiled trip count is long, and that
+     * version read DRAM up to 1.5x slower (measured, 4096 columns); the larger body is left alone.
+     */
     private static void dot4Bf16(MemorySegment w, long off, long stride, int c, float[] x, float[] xs,
                                  float[] y, int i, int q) {
         FloatVector a0 = FloatVector.zero(F);
@@ -406,7 +411,39 @@ public final class VectorKernels {
         long o2 = o1 + stride;
         long o3 = o2 + stride;
         int j = 0;
-        for (int bound = c - c % (2 * L); j < bound; j += 2 * L) {
+        for (int bound = c - 4 * L; j <= bound; j += 4 * L) {
+            FloatVector xe = FloatVector.fromArray(F, xs, j);
+            FloatVector xo = FloatVector.fromArray(F, xs, j + L);
+            FloatVector xe2 = FloatVector.fromArray(F, xs, j + 2 * L);
+            FloatVector xo2 = FloatVector.fromArray(F, xs, j + 3 * L);
+            long b = 2L * j;
+            long b2 = b + 4L * L;
+            IntVector v0 = IntVector.fromMemorySegment(I, w, off + b, LE);
+            IntVector v1 = IntVector.fromMemorySegment(I, w, o1 + b, LE);
+            IntVector v2 = IntVector.fromMemorySegment(I, w, o2 + b, LE);
+            IntVector v3 = IntVector.fromMemorySegment(I, w, o3 + b, LE);
+            IntVector u0 = IntVector.fromMemorySegment(I, w, off + b2, LE);
+            IntVector u1 = IntVector.fromMemorySegment(I, w, o1 + b2, LE);
+            IntVector u2 = IntVector.fromMemorySegment(I, w, o2 + b2, LE);
+            IntVector u3 = IntVector.fromMemorySegment(I, w, o3 + b2, LE);
+            a0 = v0.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats().fma(xe, a0);
+            a0 = v0.and(BF16_HIGH).reinterpretAsFloats().fma(xo, a0);
+            a1 = v1.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats().fma(xe, a1);
+            a1 = v1.and(BF16_HIGH).reinterpretAsFloats().fma(xo, a1);
+            a2 = v2.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats().fma(xe, a2);
+            a2 = v2.and(BF16_HIGH).reinterpretAsFloats().fma(xo, a2);
+            a3 = v3.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats().fma(xe, a3);
+            a3 = v3.and(BF16_HIGH).reinterpretAsFloats().fma(xo, a3);
+            a0 = u0.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats().fma(xe2, a0);
+            a0 = u0.and(BF16_HIGH).reinterpretAsFloats().fma(xo2, a0);
+            a1 = u1.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats().fma(xe2, a1);
+            a1 = u1.and(BF16_HIGH).reinterpretAsFloats().fma(xo2, a1);
+            a2 = u2.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats().fma(xe2, a2);
+            a2 = u2.and(BF16_HIGH).reinterpretAsFloats().fma(xo2, a2);
+            a3 = u3.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats().fma(xe2, a3);
+            a3 = u3.and(BF16_HIGH).reinterpretAsFloats().fma(xo2, a3);
+        }
+        if (j <= c - 2 * L) { // one 2L step left
             FloatVector xe = FloatVector.fromArray(F, xs, j);
             FloatVector xo = FloatVector.fromArray(F, xs, j + L);
             long b = 2L * j;
@@ -422,6 +459,7 @@ public final class VectorKernels {
             a2 = v2.and(BF16_HIGH).reinterpretAsFloats().fma(xo, a2);
             a3 = v3.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats().fma(xe, a3);
             a3 = v3.and(BF16_HIGH).reinterpretAsFloats().fma(xo, a3);
+            j += 2 * L;
         }
         float s0 = a0.reduceLanes(VectorOperators.ADD);
         float s1 = a1.reduceLanes(VectorOperators.ADD);

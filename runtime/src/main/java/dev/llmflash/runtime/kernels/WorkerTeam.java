@@ -35,6 +35,12 @@ final class WorkerTeam implements AutoCloseable {
      * burn a shared core between tokens for long. Un-parking costs tens of microseconds.
      */
     static final long SPIN_NANOS = 100_000;
+    /**
+     * After this long, spinning goes on with {@link Thread#yield} between checks, so that with more
+     * threads than free cores (a busy machine, or threads > cores) the thread being waited for gets
+     * the core instead of losing it to a spinner for a whole time slice.
+     */
+    static final long PAUSE_NANOS = 10_000;
 
     private final int parties;
     private final Worker[] workers;
@@ -124,7 +130,8 @@ final class WorkerTeam implements AutoCloseable {
         }
         long start = System.nanoTime();
         while (pending.get() != 0) {
-            if (System.nanoTime() - start > SPIN_NANOS) {
+            long waited = System.nanoTime() - start;
+            if (waited > SPIN_NANOS) {
                 waiter = Thread.currentThread();
                 while (pending.get() != 0) {
                     LockSupport.park(this);
@@ -132,7 +139,15 @@ final class WorkerTeam implements AutoCloseable {
                 waiter = null;
                 return;
             }
+            pause(waited);
+        }
+    }
+
+    private static void pause(long waitedNanos) {
+        if (waitedNanos < PAUSE_NANOS) {
             Thread.onSpinWait();
+        } else {
+            Thread.yield();
         }
     }
 
@@ -196,7 +211,8 @@ final class WorkerTeam implements AutoCloseable {
             }
             long start = System.nanoTime();
             while ((g = generation) == seen) {
-                if (System.nanoTime() - start > SPIN_NANOS) {
+                long waited = System.nanoTime() - start;
+                if (waited > SPIN_NANOS) {
                     sleeping = true;
                     while ((g = generation) == seen) {
                         LockSupport.park(this);
@@ -204,7 +220,7 @@ final class WorkerTeam implements AutoCloseable {
                     sleeping = false;
                     return g;
                 }
-                Thread.onSpinWait();
+                pause(waited);
             }
             return g;
         }

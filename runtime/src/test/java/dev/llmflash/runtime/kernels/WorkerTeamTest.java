@@ -16,9 +16,9 @@ class WorkerTeamTest {
         for (int parties = 1; parties <= 4; parties++) {
             try (WorkerTeam team = new WorkerTeam(parties, "test-team")) {
                 AtomicIntegerArray runs = new AtomicIntegerArray(parties);
-                int jobs = 20_000;
+                int jobs = 10_000;
                 for (int j = 0; j < jobs; j++) {
-                    if (j % 5000 == 4999) {
+                    if (j % 2500 == 2499) {
                         Thread.sleep(2 * WorkerTeam.SPIN_NANOS / 1_000_000 + 5); // let workers park
                     }
                     int p = parties;
