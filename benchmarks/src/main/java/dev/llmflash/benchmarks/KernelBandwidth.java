@@ -249,13 +249,16 @@ public final class KernelBandwidth {
         }
 
         @Override
-        public void close() throws Exception {
+        public void close() {
             closed = true;
-            if (threads > 1) {
-                start.await();
-            }
+            start.reset(); // breaks the barrier the workers wait at: they exit
             for (Thread t : workers) {
-                t.join();
+                try {
+                    t.join();
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                    return;
+                }
             }
         }
     }

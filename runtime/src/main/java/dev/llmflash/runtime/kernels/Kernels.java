@@ -17,9 +17,9 @@ import java.util.concurrent.atomic.AtomicInteger;
  * <p>Parallelism: {@code threads} is the total number of threads that compute, the caller included:
  * the object owns {@code threads - 1} daemon platform threads ({@code llmflash-kernels-N-k}) and the
  * calling thread computes too. Rows are cut into contiguous chunks that the threads claim as they
- * come (see {@link WorkerTeam}). Problems smaller than {@link #PARALLEL_MIN_ELEMENTS} multiply-adds run on the
- * caller alone: below that a fork/join hand-off costs more than it saves (measured on a 2-core AMD
- * EPYC, see docs/BENCHMARKS.md).
+ * come (see {@link WorkerTeam}). Problems smaller than {@link #PARALLEL_MIN_ELEMENTS} multiply-adds
+ * run on the caller alone: below that a fork/join hand-off costs more than it saves (measured on a
+ * 2-core AMD EPYC, see docs/BENCHMARKS.md).
  * <p>Ownership and thread-safety: one caller at a time (the forward pass); a concurrent or nested call
  * throws {@link IllegalStateException}. The weights segment must stay open during a call and be
  * readable from the pool's threads (a shared, global or automatic arena; a confined segment is
@@ -29,10 +29,10 @@ import java.util.concurrent.atomic.AtomicInteger;
 public final class Kernels implements AutoCloseable {
 
     /**
-     * Multiply-adds (r * c * n) below which a call runs on the calling thread only. A woken-up,
-     * spinning worker costs ~1-2 us per call round trip; 32K f16 multiply-adds take ~3 us on one
-     * core, so splitting them barely breaks even, while a d=256 model's 256 x 256 (64K) and
-     * 256 x 1024 (256K) matrices gain.
+     * Multiply-adds (r * c * n) below which a call runs on the calling thread only. Measured with 2
+     * threads (f16 matvec, calls back to back and 3 us apart): a split costs ~0.5 us, 16K
+     * multiply-adds (64 x 256) lose a little, 32K (128 x 256, ~2.3 us on one core) break even, and
+     * a d=256 model's 256 x 256 (64K) and 256 x 1024 (256K) matrices gain 1.0-1.6x.
      */
     public static final long PARALLEL_MIN_ELEMENTS = 32 * 1024;
 

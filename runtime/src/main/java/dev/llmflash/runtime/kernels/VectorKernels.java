@@ -25,7 +25,7 @@ import java.nio.ByteOrder;
  * lanes are sign-extended to 32 bits, shifted left by 13 and masked to sign | exponent | mantissa, so
  * the half's 5-bit exponent e and 10-bit mantissa m land in the f32's exponent and mantissa fields
  * (sign stays bit 31). Read as an f32 that is 2^(e-127) * 1.m (or 2^-126 * 0.m for e = 0);
- * multiplying by 2^112 rebias it to the half's value 2^(e-15) * 1.m, exactly (a power-of-two scale
+ * multiplying by 2^112 rebiases it to the half's value 2^(e-15) * 1.m, exactly (a power-of-two scale
  * whose result is a normal f32), which also makes half subnormals right. e = 31 (Inf/NaN) comes out
  * as a finite value >= 2^16; those lanes get their exponent field forced to all-ones, keeping the
  * mantissa (Inf stays Inf, NaN payloads and the quiet bit survive). Tested exact for all 65536 halves.
@@ -34,7 +34,7 @@ import java.nio.ByteOrder;
  * 32-bit lanes = 2L weights at once, so lane k holds weight 2k in its low half and weight 2k+1 in its
  * high half. The low halves become one f32 vector, the high halves another, and they are dotted with
  * x's even and odd entries, which {@link #splitPairs} rearranges once per call (xs). For f16 that is
- * {@code (v << 16) >>> 3} (arithmetic) resp. {@code v >> 3} (arithmetic), masked, which puts sign,
+ * {@code (v << 16) >> 3} resp. {@code v >> 3} (arithmetic shifts), masked, which puts sign,
  * exponent and mantissa where the rebias above wants them. Instead of fixing e = 31 per lane, the loop
  * ORs {@code (v & 0x7C007C00) + 0x04000400} into a flag vector (bit 15 / bit 31 of a lane set iff a
  * half there has e = 31) and recomputes the rows exactly if any is set: real checkpoints hold no
