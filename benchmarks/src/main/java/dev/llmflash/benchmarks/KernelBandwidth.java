@@ -2,6 +2,7 @@ package dev.llmflash.benchmarks;
 
 import dev.llmflash.formats.tensor.DType;
 import dev.llmflash.runtime.kernels.Kernels;
+import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.LongVector;
 import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorSpecies;
@@ -10,25 +11,31 @@ import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.nio.ByteOrder;
-import java.util.ArrayList;
 import java.util.Arrays;
-import java.util.List;
 import java.util.Locale;
 import java.util.SplittableRandom;
 import java.util.concurrent.CyclicBarrier;
 
 /**
  * Is matvec memory-bound? In one run: allocates an off-heap weight matrix of {@code --mb} MB per
- * dtype (F32, F16, BF16; far beyond the caches), then, interleaved for {@code --reps} rounds,
- * measures (a) a plain streaming read of the same bytes (Vector API 64-bit adds, split over the same
- * number of threads) and (b) {@link Kernels#matvec} over them, in GB/s of weight bytes read. Prints
- * a markdown table: best and median per kernel and the kernel/stream ratios.
+ * dtype (far beyond the caches), then, interleaved over {@code --reps} rounds, measures on the same
+ * bytes and with the same number of threads:
+ * <ul>
+ *   <li>read x1: the plain streaming read, each thread adding up its contiguous slice as 64-bit lanes;
+ *   <li>read x4: the same, but each thread reads its slice as four sequential streams at once (the
+ *       access pattern of the matvec kernel, which a single stream does not saturate on every CPU);
+ *   <li>matvec: {@link Kernels#matvec} with a {@code cols}-wide matrix,
+ * </ul>
+ * all in GB/s of weight bytes read, and prints a markdown table: best and median per measurement, and
+ * matvec as a share of the better read loop ("memory read bandwidth").
  * <p>Usage: {@code java --add-modules jdk.incubator.vector -cp benchmarks.jar
- * dev.llmflash.benchmarks.KernelBandwidth [--threads 2] [--mb 256] [--reps 15] [--cols 4096]}
+ * dev.llmflash.benchmarks.KernelBandwidth [--threads N] [--mb 256] [--reps 15] [--cols 4096]
+ * [--dtypes F32,F16,BF16] [--misalign 0]}
  */
 public final class KernelBandwidth {
 
     private static final VectorSpecies<Long> LS = LongVector.SPECIES_PREFERRED;
+    private static final ByteOrder LE = ByteOrder.LITTLE_ENDIAN;
 
     private KernelBandwidth() {
     }
@@ -38,6 +45,7 @@ public final class KernelBandwidth {
         int mb = 256;
         int reps = 15;
         int cols = 4096;
+        int misalign = 0;
         DType[] dtypes = {DType.F32, DType.F16, DType.BF16};
         for (int a = 0; a < args.length; a++) {
             switch (args[a]) {
@@ -45,22 +53,26 @@ public final class KernelBandwidth {
                 case "--mb" -> mb = Integer.parseInt(args[++a]);
                 case "--reps" -> reps = Integer.parseInt(args[++a]);
                 case "--cols" -> cols = Integer.parseInt(args[++a]);
-                case "--dtypes" -> dtypes = Arrays.stream(args[++a].split(",")).map(DType::valueOf).toArray(DType[]::new);
+                case "--misalign" -> misalign = Integer.parseInt(args[++a]);
+                case "--dtypes" -> dtypes = Arrays.stream(args[++a].split(",")).map(DType::valueOf)
+                        .toArray(DType[]::new);
                 default -> {
-                    System.err.println("usage: KernelBandwidth [--threads N] [--mb MB] [--reps N] [--cols C]");
+                    System.err.println("usage: KernelBandwidth [--threads N] [--mb MB] [--reps N] [--cols C]"
+                            + " [--dtypes F32,F16,BF16] [--misalign BYTES]");
                     System.exit(2);
                 }
             }
         }
+        int n = dtypes.length;
         try (Arena arena = Arena.ofShared(); Kernels kernels = new Kernels(threads);
-             Streamer streamer = new Streamer(threads)) {
-            int n = dtypes.length;
+             Reader reader = new Reader(threads)) {
             MemorySegment[] w = new MemorySegment[n];
             int[] rows = new int[n];
             for (int d = 0; d < n; d++) {
                 long bytesPerRow = (long) cols * dtypes[d].bytes();
                 rows[d] = (int) ((long) mb * (1 << 20) / bytesPerRow);
-                w[d] = arena.allocate(rows[d] * bytesPerRow, 64);
+                long bytes = rows[d] * bytesPerRow;
+                w[d] = arena.allocate(bytes + misalign, 4096).asSlice(misalign, bytes);
                 fill(w[d], dtypes[d]);
             }
             float[] x = new float[cols];
@@ -70,54 +82,59 @@ public final class KernelBandwidth {
             }
             float[] y = new float[Arrays.stream(rows).max().orElseThrow()];
 
-            double[][] stream = new double[n][reps];
-            double[][] kernel = new double[n][reps];
-            // Warm-up: let C2 compile both loops before timing.
-            for (int k = 0; k < 3; k++) {
+            double[][] read1 = new double[n][reps];
+            double[][] read4 = new double[n][reps];
+            double[][] matvec = new double[n][reps];
+            for (int k = 0; k < 3; k++) { // warm-up: C2 compiles every loop before timing
                 for (int d = 0; d < n; d++) {
-                    streamer.sum(w[d]);
+                    reader.read(w[d], 1);
+                    reader.read(w[d], 4);
                     kernels.matvec(w[d], dtypes[d], rows[d], cols, x, y);
                 }
             }
             for (int rep = 0; rep < reps; rep++) {
                 for (int d = 0; d < n; d++) {
+                    double gb = w[d].byteSize();
                     long t0 = System.nanoTime();
-                    streamer.sum(w[d]);
+                    reader.read(w[d], 1);
                     long t1 = System.nanoTime();
-                    kernels.matvec(w[d], dtypes[d], rows[d], cols, x, y);
+                    reader.read(w[d], 4);
                     long t2 = System.nanoTime();
-                    stream[d][rep] = w[d].byteSize() / (double) (t1 - t0);
-                    kernel[d][rep] = w[d].byteSize() / (double) (t2 - t1);
+                    kernels.matvec(w[d], dtypes[d], rows[d], cols, x, y);
+                    long t3 = System.nanoTime();
+                    read1[d][rep] = gb / (t1 - t0);
+                    read4[d][rep] = gb / (t2 - t1);
+                    matvec[d][rep] = gb / (t3 - t2);
                 }
             }
-            System.out.printf(Locale.ROOT, "threads %d, %d MB per dtype, %d x %d..%d, %d reps, f32 lanes %d, checksum %s%n%n",
-                    threads, mb, cols, rows[1], rows[0], reps,
-                    jdk.incubator.vector.FloatVector.SPECIES_PREFERRED.length(), streamer.sink + y[0]);
-            System.out.println("| kernel | matrix | stream GB/s best / median | matvec GB/s best / median | ratio best | ratio median |");
-            System.out.println("|---|---|---|---|---|---|");
+            System.out.printf(Locale.ROOT, "threads %d, %d MB per dtype, %d columns, misalign %d, %d reps,"
+                            + " f32 lanes %d (checksum %s)%n%n", threads, mb, cols, misalign, reps,
+                    FloatVector.SPECIES_PREFERRED.length(), reader.sink + y[0]);
+            System.out.println("| weights | matrix | read x1 GB/s best / median | read x4 GB/s best / median"
+                    + " | matvec GB/s best / median | matvec / read, best | matvec / read, median |");
+            System.out.println("|---|---|---|---|---|---|---|");
             for (int d = 0; d < n; d++) {
-                double sb = best(stream[d]);
-                double sm = median(stream[d]);
-                double kb = best(kernel[d]);
-                double km = median(kernel[d]);
-                System.out.printf(Locale.ROOT, "| matvec %s | %d x %d | %.1f / %.1f | %.1f / %.1f | %.0f%% | %.0f%% |%n",
-                        dtypes[d], rows[d], cols, sb, sm, kb, km, 100 * kb / sb, 100 * km / sm);
+                double readBest = Math.max(best(read1[d]), best(read4[d]));
+                double readMedian = Math.max(median(read1[d]), median(read4[d]));
+                System.out.printf(Locale.ROOT, "| %s | %d x %d | %.1f / %.1f | %.1f / %.1f | %.1f / %.1f | %.0f%% | %.0f%% |%n",
+                        dtypes[d], rows[d], cols, best(read1[d]), median(read1[d]), best(read4[d]),
+                        median(read4[d]), best(matvec[d]), median(matvec[d]),
+                        100 * best(matvec[d]) / readBest, 100 * median(matvec[d]) / readMedian);
             }
         }
     }
 
-    /** Values in [-1, 1), valid for the dtype (no NaN/Inf/subnormal slow paths), from a 1 MB pattern. */
+    /** Values in [-1, 1) rounded to the dtype (no NaN/Inf/subnormal slow paths), a 1 MB pattern repeated. */
     private static void fill(MemorySegment w, DType dt) {
         SplittableRandom rnd = new SplittableRandom(42);
         long patternBytes = Math.min(w.byteSize(), 1 << 20);
-        MemorySegment p = w.asSlice(0, patternBytes);
         for (long b = 0; b + dt.bytes() <= patternBytes; b += dt.bytes()) {
             float v = (float) rnd.nextDouble(-1, 1);
             switch (dt) {
-                case F32 -> p.set(ValueLayout.JAVA_FLOAT_UNALIGNED, b, v);
-                case F16 -> p.set(ValueLayout.JAVA_SHORT_UNALIGNED, b, Float.floatToFloat16(v));
-                case BF16 -> p.set(ValueLayout.JAVA_SHORT_UNALIGNED, b, (short) (Float.floatToRawIntBits(v) >>> 16));
-                default -> throw new IllegalArgumentException(dt.toString());
+                case F32 -> w.set(ValueLayout.JAVA_FLOAT_UNALIGNED, b, v);
+                case F16 -> w.set(ValueLayout.JAVA_SHORT_UNALIGNED, b, Float.floatToFloat16(v));
+                case BF16 -> w.set(ValueLayout.JAVA_SHORT_UNALIGNED, b, (short) (Float.floatToRawIntBits(v) >>> 16));
+                default -> throw new IllegalArgumentException("no kernel for " + dt);
             }
         }
         for (long b = patternBytes; b < w.byteSize(); b += patternBytes) {
@@ -137,83 +154,111 @@ public final class KernelBandwidth {
 
     /**
      * The bandwidth reference: {@code threads} threads (the caller and {@code threads - 1} started
-     * here) each add up their contiguous slice as 64-bit lanes with four independent accumulators.
+     * here, released together by a barrier) each add up their contiguous slice as 64-bit lanes,
+     * as one stream or as four streams (quarters) at once.
      */
-    private static final class Streamer implements AutoCloseable {
+    private static final class Reader implements AutoCloseable {
         private final int threads;
         private final CyclicBarrier start;
         private final CyclicBarrier done;
-        private final List<Thread> workers = new ArrayList<>();
+        private final Thread[] workers;
         private volatile MemorySegment segment;
+        private volatile int streams;
         private volatile boolean closed;
-        volatile long sink;
+        private final long[] sums;
+        long sink;
 
-        Streamer(int threads) {
+        Reader(int threads) {
             this.threads = threads;
             this.start = new CyclicBarrier(threads);
             this.done = new CyclicBarrier(threads);
+            this.sums = new long[threads];
+            this.workers = new Thread[threads - 1];
             for (int k = 1; k < threads; k++) {
                 int part = k;
-                Thread t = Thread.ofPlatform().daemon(true).name("stream-" + k).start(() -> {
+                workers[k - 1] = Thread.ofPlatform().daemon(true).name("read-" + k).start(() -> {
                     try {
                         while (true) {
                             start.await();
                             if (closed) {
                                 return;
                             }
-                            sink += part(segment, part);
+                            sums[part] = part(segment, part, streams);
                             done.await();
                         }
                     } catch (Exception e) {
-                        // closed or broken barrier: exit
+                        // broken barrier: the benchmark is over
                     }
                 });
-                workers.add(t);
             }
         }
 
-        void sum(MemorySegment w) throws Exception {
+        void read(MemorySegment w, int streamsPerThread) throws Exception {
             segment = w;
+            streams = streamsPerThread;
             if (threads > 1) {
                 start.await();
             }
-            sink += part(w, 0);
+            sums[0] = part(w, 0, streamsPerThread);
             if (threads > 1) {
                 done.await();
             }
+            for (long s : sums) {
+                sink += s;
+            }
         }
 
-        private long part(MemorySegment w, int part) {
-            long chunk = 4L * LS.vectorByteSize();
-            long units = w.byteSize() / chunk;
-            long lo = units * part / threads * chunk;
-            long hi = units * (part + 1) / threads * chunk;
-            return sumRange(w, lo, hi);
+        /** Part {@code part}'s slice: whole 4-vector units, split into {@code streams} contiguous runs. */
+        private long part(MemorySegment w, int part, int streams) {
+            long unit = 4L * LS.vectorByteSize();
+            long units = w.byteSize() / unit;
+            long lo = units * part / threads;
+            long hi = units * (part + 1) / threads;
+            return streams == 1 ? read1(w, lo * unit, hi * unit) : read4(w, lo * unit, (hi - lo) / 4 * unit);
         }
 
-        private static long sumRange(MemorySegment w, long lo, long hi) {
+        private static long read1(MemorySegment w, long lo, long hi) {
             long vb = LS.vectorByteSize();
             LongVector a0 = LongVector.zero(LS);
             LongVector a1 = a0;
             LongVector a2 = a0;
             LongVector a3 = a0;
             for (long o = lo; o < hi; o += 4 * vb) {
-                a0 = a0.add(LongVector.fromMemorySegment(LS, w, o, ByteOrder.LITTLE_ENDIAN));
-                a1 = a1.add(LongVector.fromMemorySegment(LS, w, o + vb, ByteOrder.LITTLE_ENDIAN));
-                a2 = a2.add(LongVector.fromMemorySegment(LS, w, o + 2 * vb, ByteOrder.LITTLE_ENDIAN));
-                a3 = a3.add(LongVector.fromMemorySegment(LS, w, o + 3 * vb, ByteOrder.LITTLE_ENDIAN));
+                a0 = a0.add(LongVector.fromMemorySegment(LS, w, o, LE));
+                a1 = a1.add(LongVector.fromMemorySegment(LS, w, o + vb, LE));
+                a2 = a2.add(LongVector.fromMemorySegment(LS, w, o + 2 * vb, LE));
+                a3 = a3.add(LongVector.fromMemorySegment(LS, w, o + 3 * vb, LE));
+            }
+            return a0.add(a1).add(a2).add(a3).reduceLanes(VectorOperators.ADD);
+        }
+
+        /** Four streams of {@code quarter} bytes each, starting at lo, lo + quarter, ... */
+        private static long read4(MemorySegment w, long lo, long quarter) {
+            long vb = LS.vectorByteSize();
+            LongVector a0 = LongVector.zero(LS);
+            LongVector a1 = a0;
+            LongVector a2 = a0;
+            LongVector a3 = a0;
+            for (long o = lo; o < lo + quarter; o += vb) {
+                a0 = a0.add(LongVector.fromMemorySegment(LS, w, o, LE));
+                a1 = a1.add(LongVector.fromMemorySegment(LS, w, o + quarter, LE));
+                a2 = a2.add(LongVector.fromMemorySegment(LS, w, o + 2 * quarter, LE));
+                a3 = a3.add(LongVector.fromMemorySegment(LS, w, o + 3 * quarter, LE));
             }
             return a0.add(a1).add(a2).add(a3).reduceLanes(VectorOperators.ADD);
         }
 
         @Override
-        public void close() throws Exception {
+        public void close() {
             closed = true;
-            if (threads > 1) {
-                start.await();
-            }
+            start.reset(); // breaks the barrier the workers wait at: they exit
             for (Thread t : workers) {
-                t.join();
+                try {
+                    t.join();
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                    return;
+                }
             }
         }
     }

@@ -16,10 +16,10 @@ import java.util.concurrent.atomic.AtomicInteger;
  * <p>Legend: r = rows (output features), c = cols (input features), n = number of input vectors.
  * <p>Parallelism: {@code threads} is the total number of threads that compute, the caller included:
  * the object owns {@code threads - 1} daemon platform threads ({@code llmflash-kernels-N-k}) and the
- * calling thread computes one share itself. Rows are split into {@code threads} contiguous ranges.
- * Problems smaller than {@link #PARALLEL_MIN_ELEMENTS} multiply-adds run on the
- * caller alone: below that a fork/join hand-off costs more than it saves (measured on a 2-core AMD
- * EPYC, see docs/BENCHMARKS.md).
+ * calling thread computes too. Rows are cut into contiguous chunks that the threads claim as they
+ * come (see {@link WorkerTeam}). Problems smaller than {@link #PARALLEL_MIN_ELEMENTS} multiply-adds
+ * run on the caller alone: below that a fork/join hand-off costs more than it saves (measured on a
+ * 2-core AMD EPYC, see docs/BENCHMARKS.md).
  * <p>Ownership and thread-safety: one caller at a time (the forward pass); a concurrent or nested call
  * throws {@link IllegalStateException}. The weights segment must stay open during a call and be
  * readable from the pool's threads (a shared, global or automatic arena; a confined segment is
@@ -29,19 +29,25 @@ import java.util.concurrent.atomic.AtomicInteger;
 public final class Kernels implements AutoCloseable {
 
     /**
-     * Multiply-adds (r * c * n) below which a call runs on the calling thread only. A woken-up,
-     * spinning worker costs ~1-2 us per call round trip; 32K f16 multiply-adds take ~3 us on one
-     * core, so splitting them barely breaks even, while a d=256 model's 256 x 256 (64K) and
-     * 256 x 1024 (256K) matrices gain.
+     * Multiply-adds (r * c * n) below which a call runs on the calling thread only. Measured with 2
+     * threads (f16 matvec, calls back to back and 3 us apart): a split costs ~0.5 us, 16K
+     * multiply-adds (64 x 256) lose a little, 32K (128 x 256, ~2.3 us on one core) break even, and
+     * a d=256 model's 256 x 256 (64K) and 256 x 1024 (256K) matrices gain 1.0-1.6x.
      */
     public static final long PARALLEL_MIN_ELEMENTS = 32 * 1024;
+
+    /**
+     * Rows are cut into this many chunks per thread, claimed dynamically: a thread that the OS does
+     * not run in time (a busy machine) leaves its share to the others instead of holding up the call.
+     */
+    static final int CHUNKS_PER_THREAD = 4;
 
     private static final AtomicInteger INSTANCES = new AtomicInteger();
 
     private final int threads;
     private final long parallelMinElements;
     private final WorkerTeam team;
-    /** matmul's per-part f32 copy of 4 weight rows; part k uses scratch[k] (one call at a time). */
+    /** matmul's per-thread f32 copy of 4 weight rows; participant k uses scratch[k] (one call at a time). */
     private final float[][] scratch;
     /** matvec's x after {@link VectorKernels#splitPairs} (16-bit weights). */
     private float[] xs = new float[0];
@@ -75,8 +81,8 @@ public final class Kernels implements AutoCloseable {
             return;
         }
         checkShared(w);
-        team.run((part, parts) -> VectorKernels.matvecRows(w, dt, c, x, xs, y,
-                lo(r, part, parts), lo(r, part + 1, parts)));
+        team.run((k, chunks, who) -> VectorKernels.matvecRows(w, dt, c, x, xs, y,
+                lo(r, k, chunks), lo(r, k + 1, chunks)), chunks(r));
     }
 
     /**
@@ -101,8 +107,8 @@ public final class Kernels implements AutoCloseable {
         for (int k = 0; k < threads; k++) {
             scratch(k, need);
         }
-        team.run((part, parts) -> VectorKernels.matmulRows(w, dt, r, c, x, n, y,
-                lo(r, part, parts), lo(r, part + 1, parts), scratch[part]));
+        team.run((k, chunks, who) -> VectorKernels.matmulRows(w, dt, r, c, x, n, y,
+                lo(r, k, chunks), lo(r, k + 1, chunks), scratch[who]), chunks(r));
     }
 
     /** out[0..c) = W[row, 0..c) as f32 (embedding lookup); exact. */
@@ -120,7 +126,12 @@ public final class Kernels implements AutoCloseable {
         team.close();
     }
 
-    /** First row of part {@code part} of {@code parts}: contiguous, sizes differ by at most one. */
+    /** Chunks for r rows: {@link #CHUNKS_PER_THREAD} per thread, at most one per row. */
+    private int chunks(int r) {
+        return Math.max(1, Math.min(r, threads * CHUNKS_PER_THREAD));
+    }
+
+    /** First row of chunk {@code part} of {@code parts}: contiguous, sizes differ by at most one. */
     static int lo(int r, int part, int parts) {
         return (int) ((long) r * part / parts);
     }

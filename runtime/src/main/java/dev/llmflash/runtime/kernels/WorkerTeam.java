@@ -7,26 +7,29 @@ import java.util.concurrent.locks.LockSupport;
 
 /**
  * A fixed team of {@code parties} participants that run one job at a time: the calling thread is
- * participant 0 and {@code parties - 1} daemon platform threads are participants 1.., so the caller
- * does its share instead of idling. Built for many small jobs in a row (a forward pass calls a kernel
- * ~40 times per token, a few microseconds each), where a {@code ForkJoinPool} or executor hand-off
- * costs more than the work.
- * <p>Protocol: the caller publishes the job and bumps {@link #generation} (a volatile write); workers
- * spin on {@code generation} for {@link #SPIN_NANOS}, then park after announcing it in their
- * {@code sleeping} flag (the caller unparks only sleepers). Each worker counts down {@link #pending}
- * when done; the caller runs part 0, then spins, then parks the same way until {@code pending == 0}.
- * Both hand-shakes are Dekker-style on volatiles: a party either sees the other's write or the other
- * sees its flag, so no wake-up is lost ({@link LockSupport#unpark} before {@code park} is remembered).
+ * participant 0 and {@code parties - 1} daemon platform threads are participants 1... Built for many
+ * small jobs in a row (a forward pass calls a kernel ~40 times per token, a few microseconds each),
+ * where a {@code ForkJoinPool} or executor hand-off costs more than the work.
+ * <p>Protocol: a job is cut into {@code chunks} pieces that participants claim from a shared counter
+ * ({@link Run#next}), the caller included, so the caller never waits for a worker to <em>start</em>:
+ * on a busy machine a worker that is not scheduled simply claims nothing, and the caller does the
+ * whole job itself. The caller only waits for chunks that workers have claimed to finish
+ * ({@link Run#done}). Publication: the caller stores the job in {@link #current}, then bumps
+ * {@link #generation} (volatile). Idle workers spin on {@code generation} (yielding after
+ * {@link #PAUSE_NANOS}), and after {@link #SPIN_NANOS} park after announcing it in their
+ * {@code sleeping} flag, which the caller checks after the bump (both sides write, then read the
+ * other's volatile: no lost wake-up; an early {@code unpark} is remembered by {@code park}). A worker
+ * that wakes late and finds an older or finished job claims nothing from it.
  * <p>Thread-safety: one job at a time; a second concurrent {@link #run} (or a nested one from inside a
  * job) throws {@link IllegalStateException} rather than deadlocking. {@link #close} is idempotent and
  * must not race with {@link #run}.
  */
 final class WorkerTeam implements AutoCloseable {
 
-    /** One job, split into {@code parts} disjoint parts; part {@code part} runs on one participant. */
+    /** One job: chunk {@code chunk} of {@code chunks}, run by participant {@code participant}. */
     @FunctionalInterface
     interface Job {
-        void run(int part, int parts);
+        void run(int chunk, int chunks, int participant);
     }
 
     /**
@@ -35,16 +38,55 @@ final class WorkerTeam implements AutoCloseable {
      * burn a shared core between tokens for long. Un-parking costs tens of microseconds.
      */
     static final long SPIN_NANOS = 100_000;
+    /**
+     * After this long, spinning goes on with {@link Thread#yield} between checks, so that with more
+     * threads than free cores (a busy machine, or threads > cores) a thread with work gets the core
+     * instead of losing it to a spinner for a whole time slice.
+     */
+    static final long PAUSE_NANOS = 10_000;
 
     private final int parties;
     private final Worker[] workers;
     private final AtomicBoolean busy = new AtomicBoolean();
-    private final AtomicInteger pending = new AtomicInteger();
     private volatile long generation;
-    private volatile Job job;
-    private volatile Thread waiter;
-    private volatile Throwable failure;
+    private volatile Run current;
     private volatile boolean closed;
+
+    /** One call of {@link #run}: its chunk counters, its failure, who waits for it. */
+    private static final class Run {
+        final Job job;
+        final int chunks;
+        final AtomicInteger next = new AtomicInteger();
+        final AtomicInteger done = new AtomicInteger();
+        volatile Throwable failure;
+        volatile Thread waiter;
+
+        Run(Job job, int chunks) {
+            this.job = job;
+            this.chunks = chunks;
+        }
+
+        /** Claims and runs chunks until none is left. */
+        void work(int participant) {
+            int k;
+            while ((k = next.getAndIncrement()) < chunks) {
+                try {
+                    job.run(k, chunks, participant);
+                } catch (Throwable t) {
+                    if (failure == null) {
+                        failure = t;
+                    }
+                } finally {
+                    if (done.incrementAndGet() == chunks) {
+                        Thread w = waiter;
+                        if (w != null) {
+                            LockSupport.unpark(w);
+                        }
+                    }
+                }
+            }
+        }
+    }
 
     WorkerTeam(int parties, String name) {
         if (parties < 1) {
@@ -54,8 +96,7 @@ final class WorkerTeam implements AutoCloseable {
         this.workers = new Worker[parties - 1];
         for (int k = 1; k < parties; k++) {
             Worker w = new Worker(k);
-            Thread t = Thread.ofPlatform().daemon(true).name(name + "-" + k).unstarted(w);
-            w.thread = t;
+            w.thread = Thread.ofPlatform().daemon(true).name(name + "-" + k).unstarted(w);
             workers[k - 1] = w;
         }
         for (Worker w : workers) {
@@ -67,13 +108,16 @@ final class WorkerTeam implements AutoCloseable {
         return parties;
     }
 
-    /** The thread of participant {@code part} (1 .. parties-1). */
-    Thread worker(int part) {
-        return workers[part - 1].thread;
+    /** The thread of participant {@code participant} (1 .. parties-1). */
+    Thread worker(int participant) {
+        return workers[participant - 1].thread;
     }
 
-    /** Runs all parts of {@code j}, part 0 on the calling thread; returns when every part is done. */
-    void run(Job j) {
+    /**
+     * Runs chunks 0 .. chunks-1 of {@code job}, each exactly once, on the caller and whichever
+     * workers join in; returns when all are done, rethrowing the first failure.
+     */
+    void run(Job job, int chunks) {
         if (!busy.compareAndSet(false, true)) {
             throw new IllegalStateException("kernels used by two threads at once (or from inside a kernel)");
         }
@@ -81,30 +125,21 @@ final class WorkerTeam implements AutoCloseable {
             if (closed) {
                 throw new IllegalStateException("kernels already closed");
             }
-            if (parties == 1) {
-                j.run(0, 1);
-                return;
-            }
-            failure = null;
-            job = j;
-            pending.set(parties - 1);
-            generation = generation + 1; // only this thread writes it (busy flag)
-            for (Worker w : workers) {
-                if (w.sleeping) {
-                    LockSupport.unpark(w.thread);
+            Run run = new Run(job, chunks);
+            if (parties > 1 && chunks > 1) {
+                current = run;
+                generation = generation + 1; // only this thread writes it (busy flag)
+                for (Worker w : workers) {
+                    if (w.sleeping) {
+                        LockSupport.unpark(w.thread);
+                    }
                 }
             }
-            Throwable own = null;
-            try {
-                j.run(0, parties);
-            } catch (Throwable t) {
-                own = t;
-            }
-            awaitWorkers();
-            job = null; // drop references to the caller's arrays
-            Throwable t = own != null ? own : failure;
+            run.work(0);
+            awaitChunks(run);
+            current = null; // drop references to the caller's arrays
+            Throwable t = run.failure;
             if (t != null) {
-                failure = null;
                 if (t instanceof RuntimeException e) {
                     throw e;
                 }
@@ -118,21 +153,30 @@ final class WorkerTeam implements AutoCloseable {
         }
     }
 
-    private void awaitWorkers() {
-        if (pending.get() == 0) {
+    /** Waits for chunks that workers claimed and are still running. */
+    private static void awaitChunks(Run run) {
+        if (run.done.get() == run.chunks) {
             return;
         }
         long start = System.nanoTime();
-        while (pending.get() != 0) {
-            if (System.nanoTime() - start > SPIN_NANOS) {
-                waiter = Thread.currentThread();
-                while (pending.get() != 0) {
-                    LockSupport.park(this);
+        while (run.done.get() != run.chunks) {
+            long waited = System.nanoTime() - start;
+            if (waited > SPIN_NANOS) {
+                run.waiter = Thread.currentThread();
+                while (run.done.get() != run.chunks) {
+                    LockSupport.park(run);
                 }
-                waiter = null;
                 return;
             }
+            pause(waited);
+        }
+    }
+
+    private static void pause(long waitedNanos) {
+        if (waitedNanos < PAUSE_NANOS) {
             Thread.onSpinWait();
+        } else {
+            Thread.yield();
         }
     }
 
@@ -157,34 +201,25 @@ final class WorkerTeam implements AutoCloseable {
     }
 
     private final class Worker implements Runnable {
-        private final int part;
+        private final int participant;
         private Thread thread;
         private volatile boolean sleeping;
 
-        Worker(int part) {
-            this.part = part;
+        Worker(int participant) {
+            this.participant = participant;
         }
 
         @Override
         public void run() {
             long seen = 0;
             while (true) {
-                long g = awaitGeneration(seen);
-                seen = g;
+                seen = awaitGeneration(seen);
                 if (closed) {
                     return;
                 }
-                try {
-                    job.run(part, parties);
-                } catch (Throwable t) {
-                    failure = t;
-                } finally {
-                    if (pending.decrementAndGet() == 0) {
-                        Thread w = waiter;
-                        if (w != null) {
-                            LockSupport.unpark(w);
-                        }
-                    }
+                Run run = current;
+                if (run != null) {
+                    run.work(participant);
                 }
             }
         }
@@ -196,7 +231,8 @@ final class WorkerTeam implements AutoCloseable {
             }
             long start = System.nanoTime();
             while ((g = generation) == seen) {
-                if (System.nanoTime() - start > SPIN_NANOS) {
+                long waited = System.nanoTime() - start;
+                if (waited > SPIN_NANOS) {
                     sleeping = true;
                     while ((g = generation) == seen) {
                         LockSupport.park(this);
@@ -204,7 +240,7 @@ final class WorkerTeam implements AutoCloseable {
                     sleeping = false;
                     return g;
                 }
-                Thread.onSpinWait();
+                pause(waited);
             }
             return g;
         }

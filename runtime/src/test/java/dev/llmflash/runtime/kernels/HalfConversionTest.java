@@ -120,30 +120,36 @@ class HalfConversionTest {
         }
     }
 
-    /** Inf and NaN weights reach the result as IEEE arithmetic says (f16 takes its exact redo path). */
+    /**
+     * Inf and NaN weights reach the result as IEEE arithmetic says: in the 4-row loops (one thread: rows
+     * 0..7 go as (0, 2, 4, 6) and (1, 3, 5, 7); f16 then takes its exact redo path), in the scalar
+     * tail columns and in the r mod 4 row; and through the split path (two threads, tiny chunks).
+     */
     @Test
     void matvecPropagatesInfAndNan() {
         for (DType dt : new DType[]{DType.F16, DType.BF16, DType.F32}) {
             int r = 9;
             int c = 67;
-            try (Arena arena = Arena.ofShared(); Kernels k = new Kernels(2, 0)) {
-                MemorySegment w = Matrices.matrix(arena, dt, r, c, 2, Matrices.integers(5, 2));
-                Matrices.store(w, dt, 0L * c + 3, Float.POSITIVE_INFINITY); // row 0: +Inf
-                Matrices.store(w, dt, 2L * c + 40, Float.NEGATIVE_INFINITY); // row 2: -Inf
-                Matrices.store(w, dt, 5L * c + 64, Float.NaN); // row 5, tail column: NaN
-                Matrices.store(w, dt, 8L * c + 1, Float.NaN); // row 8 (the r mod 4 row): NaN
-                float[] x = new float[c];
-                java.util.Arrays.fill(x, 1f);
-                float[] want = new float[r];
-                ScalarKernels.matvec(w, dt, r, c, x, want);
-                float[] y = new float[r];
-                k.matvec(w, dt, r, c, x, y);
-                assertEquals(Float.POSITIVE_INFINITY, y[0], dt + " row 0");
-                assertEquals(Float.NEGATIVE_INFINITY, y[2], dt + " row 2");
-                assertTrue(Float.isNaN(y[5]), dt + " row 5: " + y[5]);
-                assertTrue(Float.isNaN(y[8]), dt + " row 8: " + y[8]);
-                for (int i : new int[]{1, 3, 4, 6, 7}) {
-                    assertEquals(want[i], y[i], 0f, dt + " finite row " + i);
+            try (Arena arena = Arena.ofShared(); Kernels one = new Kernels(1); Kernels split = new Kernels(2, 0)) {
+                for (Kernels k : new Kernels[]{one, split}) {
+                    MemorySegment w = Matrices.matrix(arena, dt, r, c, 2, Matrices.integers(5, 2));
+                    Matrices.store(w, dt, 0L * c + 3, Float.POSITIVE_INFINITY); // row 0: +Inf, odd column
+                    Matrices.store(w, dt, 2L * c + 40, Float.NEGATIVE_INFINITY); // row 2: -Inf, even column
+                    Matrices.store(w, dt, 5L * c + 64, Float.NaN); // row 5, tail column: NaN
+                    Matrices.store(w, dt, 8L * c + 1, Float.NaN); // row 8 (the r mod 4 row): NaN
+                    float[] x = new float[c];
+                    java.util.Arrays.fill(x, 1f);
+                    float[] want = new float[r];
+                    ScalarKernels.matvec(w, dt, r, c, x, want);
+                    float[] y = new float[r];
+                    k.matvec(w, dt, r, c, x, y);
+                    assertEquals(Float.POSITIVE_INFINITY, y[0], dt + " row 0");
+                    assertEquals(Float.NEGATIVE_INFINITY, y[2], dt + " row 2");
+                    assertTrue(Float.isNaN(y[5]), dt + " row 5: " + y[5]);
+                    assertTrue(Float.isNaN(y[8]), dt + " row 8: " + y[8]);
+                    for (int i : new int[]{1, 3, 4, 6, 7}) {
+                        assertEquals(want[i], y[i], 0f, dt + " finite row " + i);
+                    }
                 }
             }
         }
