@@ -2,8 +2,14 @@ package dev.llmflash.cli;
 
 import picocli.CommandLine.Option;
 
-/** Options every running command takes. */
+/** Options every command that runs a model takes. */
 final class CommonOptions {
+    @Option(names = "--model", required = true, paramLabel = "DIR", description = "A Hugging Face model folder (OPT or Falcon).")
+    java.nio.file.Path model;
+
+    @Option(names = "--mode", paramLabel = "MODE", description = "dense | naive | hybrid | flash (default: ${DEFAULT-VALUE}; only dense exists so far).")
+    Mode mode = Mode.dense;
+
     @Option(names = "--threads", paramLabel = "N", description = "Compute threads (default: ${DEFAULT-VALUE}, the number of cores).")
     int threads = Runtime.getRuntime().availableProcessors();
 

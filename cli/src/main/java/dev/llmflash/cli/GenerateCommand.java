@@ -22,9 +22,6 @@ final class GenerateCommand implements Callable<Integer> {
     @CommandLine.Spec
     CommandLine.Model.CommandSpec spec;
 
-    @Option(names = "--model", required = true, paramLabel = "DIR", description = "A Hugging Face model folder (OPT or Falcon).")
-    Path model;
-
     @Option(names = "--prompt", required = true, paramLabel = "TEXT", description = "The prompt (BOS is added as the model's tokenizer config says).")
     String prompt;
 
@@ -43,9 +40,6 @@ final class GenerateCommand implements Callable<Integer> {
     @Option(names = "--seed", paramLabel = "S", description = "Sampling seed (default: ${DEFAULT-VALUE}).")
     long seed = 0;
 
-    @Option(names = "--mode", paramLabel = "MODE", description = "dense | naive | hybrid | flash (default: ${DEFAULT-VALUE}; only dense exists so far).")
-    Mode mode = Mode.dense;
-
     @Option(names = "--report", paramLabel = "FILE", description = "Also write the JSON result (ids, text, metrics) to FILE.")
     Path report;
 
@@ -54,14 +48,14 @@ final class GenerateCommand implements Callable<Integer> {
 
     @Override
     public Integer call() {
-        mode.requireDense();
+        common.mode.requireDense();
         SamplingOptions sampling = new SamplingOptions(temperature, topK, topP, seed);
         if (maxTokens < 0) {
             throw new IllegalArgumentException("--max-tokens must be >= 0, got " + maxTokens);
         }
         PrintWriter out = spec.commandLine().getOut();
         PrintWriter err = spec.commandLine().getErr();
-        try (LoadedModel lm = LoadedModel.open(model, common.validatedThreads())) {
+        try (LoadedModel lm = LoadedModel.open(common.model, common.validatedThreads())) {
             BpeTokenizer tok = lm.tokenizer();
             int[] ids = tok.encodeWithBos(prompt);
             StreamingDecoder dec = tok.decoder();
@@ -84,7 +78,7 @@ final class GenerateCommand implements Callable<Integer> {
                 GenerationMetrics m = r.metrics();
                 err.printf("[%d prompt + %d new tokens | first token %.1f ms | %.1f tokens/s | stop: %s | %s, %d threads]%n",
                         m.promptTokens(), m.generatedTokens(), m.timeToFirstTokenMs(), m.decodeTokensPerSecond(),
-                        r.stopReason().name().toLowerCase(), mode, lm.kernels().threads());
+                        r.stopReason().name().toLowerCase(), common.mode, lm.kernels().threads());
             }
         }
         return 0;
@@ -108,7 +102,7 @@ final class GenerateCommand implements Callable<Integer> {
         Map<String, Object> json = new LinkedHashMap<>();
         json.put("model", lm.dir().toString());
         json.put("architecture", lm.model().config().modelType());
-        json.put("mode", mode.name());
+        json.put("mode", common.mode.name());
         json.put("prompt", prompt);
         json.put("prompt_ids", r.promptIds());
         json.put("generated_ids", r.generatedIds());

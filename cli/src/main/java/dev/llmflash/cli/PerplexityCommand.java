@@ -23,9 +23,6 @@ final class PerplexityCommand implements Callable<Integer> {
     @CommandLine.Spec
     CommandLine.Model.CommandSpec spec;
 
-    @Option(names = "--model", required = true, paramLabel = "DIR", description = "A Hugging Face model folder (OPT or Falcon).")
-    Path model;
-
     @Option(names = "--text", required = true, paramLabel = "FILE", description = "A UTF-8 text file.")
     Path text;
 
@@ -35,21 +32,18 @@ final class PerplexityCommand implements Callable<Integer> {
     @Option(names = "--max-tokens", paramLabel = "N", description = "Stop when the windows have covered this many text tokens (default: ${DEFAULT-VALUE}).")
     int maxTokens = 16384;
 
-    @Option(names = "--mode", paramLabel = "MODE", description = "dense | naive | hybrid | flash (default: ${DEFAULT-VALUE}; only dense exists so far).")
-    Mode mode = Mode.dense;
-
     @Mixin
     CommonOptions common;
 
     @Override
     public Integer call() {
-        mode.requireDense();
+        common.mode.requireDense();
         if (maxTokens < 1) {
             throw new IllegalArgumentException("--max-tokens must be >= 1, got " + maxTokens);
         }
         String content = readText(text);
         PrintWriter out = spec.commandLine().getOut();
-        try (LoadedModel lm = LoadedModel.open(model, common.validatedThreads())) {
+        try (LoadedModel lm = LoadedModel.open(common.model, common.validatedThreads())) {
             int[] ids = lm.tokenizer().encode(content);
             Perplexity.Result r = Perplexity.evaluate(lm.model(), ids, lm.tokenizer().bosId(), context, maxTokens);
             if (common.json) {
@@ -61,7 +55,7 @@ final class PerplexityCommand implements Callable<Integer> {
                 json.put("windows", r.windows());
                 json.put("context", context);
                 json.put("text_tokens", ids.length);
-                json.put("mode", mode.name());
+                json.put("mode", common.mode.name());
                 json.put("seconds", r.millis() / 1000.0);
                 json.put("tokens_per_s", r.windows() * (double) context / (r.millis() / 1000.0));
                 out.println(Json.write(json));
