@@ -42,7 +42,7 @@ public final class DenseGeneration {
         System.out.printf(Locale.ROOT, "| model | threads | prompt tokens | new tokens | time to first token (ms, median) | decode tokens/s (median) | decode tokens/s (best) |%n");
         System.out.printf("|---|---|---|---|---|---|---|%n");
         for (Path dir : dirs) {
-            try (Kernels k = new Kernels(threads); LanguageModel m = Models.openHf(dir, k)) {
+            try (Kernels k = new Kernels(threads); LanguageModel m = Models.open(dir, k)) {
                 BpeTokenizer tok = BpeTokenizer.fromModelDir(dir);
                 int[] ids = tok.encodeWithBos(PROMPT);
                 Generator g = new Generator(m);

@@ -14,7 +14,7 @@ record LoadedModel(Path dir, LanguageModel model, BpeTokenizer tokenizer, Kernel
         long t0 = System.nanoTime();
         Kernels kernels = new Kernels(threads);
         try {
-            LanguageModel model = Models.openHf(dir, kernels);
+            LanguageModel model = Models.open(dir, kernels);
             try {
                 BpeTokenizer tok = BpeTokenizer.fromModelDir(dir);
                 return new LoadedModel(dir, model, tok, kernels, (System.nanoTime() - t0) / 1e6);

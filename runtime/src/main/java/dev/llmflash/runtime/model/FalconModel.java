@@ -3,6 +3,9 @@ package dev.llmflash.runtime.model;
 import dev.llmflash.formats.FormatException;
 import dev.llmflash.formats.checkpoint.Checkpoint;
 import dev.llmflash.formats.hf.FalconConfig;
+import dev.llmflash.runtime.ffn.Activation;
+import dev.llmflash.runtime.ffn.Ffn;
+import dev.llmflash.runtime.ffn.FfnSource;
 import dev.llmflash.runtime.kernels.Kernels;
 
 /**
@@ -17,15 +20,15 @@ public final class FalconModel implements LanguageModel {
     private final FalconConfig cfg;
     private final Weights w;
     private final Kernels k;
-    private final Checkpoint ckpt;
+    private final AutoCloseable owner;
     private final float[] invFreq; // [hd/2] rotary inverse frequencies
 
     record Layer(float[] lnAttnW, float[] lnAttnB,   // [d] input_layernorm or ln_attn
                  float[] lnMlpW, float[] lnMlpB,     // [d] ln_mlp (2 norms) or post_attention_layernorm (sequential); else null
                  Matrix qkv, float[] qkvB,           // [(nh + 2 nkv) hd, d]
                  Matrix dense, float[] denseB,       // [d, d]
-                 Matrix up, float[] upB,             // [f, d] dense_h_to_4h
-                 Matrix down, float[] downB) {       // [d, f] dense_4h_to_h
+                 Ffn ffn) {                          // dense_h_to_4h [f, d], act, dense_4h_to_h [d, f]
+
     }
 
     record Weights(Matrix embed,                     // [V, d]
@@ -34,11 +37,16 @@ public final class FalconModel implements LanguageModel {
                    Matrix lmHead) {                  // [V, d]
     }
 
-    public FalconModel(FalconConfig cfg, Checkpoint ckpt, Kernels k) {
+    /**
+     * @param ckpt  every tensor but the FFN matrices, under HF names
+     * @param ffns  the FFN weights (from the same checkpoint, or a bundle's FFN file)
+     * @param owner closed with the model (the checkpoint or bundle); may be null
+     */
+    public FalconModel(FalconConfig cfg, Checkpoint ckpt, FfnSource ffns, AutoCloseable owner, Kernels k) {
         this.cfg = cfg;
-        this.ckpt = ckpt;
+        this.owner = owner;
         this.k = k;
-        this.w = load(cfg, ckpt);
+        this.w = load(cfg, ckpt, ffns);
         int hd = cfg.headDim();
         this.invFreq = new float[hd / 2];
         for (int i = 0; i < hd / 2; i++) {
@@ -47,7 +55,7 @@ public final class FalconModel implements LanguageModel {
         }
     }
 
-    private static Weights load(FalconConfig c, Checkpoint ckpt) {
+    private static Weights load(FalconConfig c, Checkpoint ckpt, FfnSource ffns) {
         String p = "transformer.";
         if (!ckpt.contains(p + "word_embeddings.weight")) {
             throw new FormatException(ckpt.location(), "has no tensor 'transformer.word_embeddings.weight'",
@@ -77,8 +85,9 @@ public final class FalconModel implements LanguageModel {
                     bias(c, ckpt, l + "self_attention.query_key_value.bias", c.qkvRows()),
                     Matrix.load(ckpt, l + "self_attention.dense.weight", d, d),
                     bias(c, ckpt, l + "self_attention.dense.bias", d),
-                    Matrix.load(ckpt, l + "mlp.dense_h_to_4h.weight", f, d), bias(c, ckpt, l + "mlp.dense_h_to_4h.bias", f),
-                    Matrix.load(ckpt, l + "mlp.dense_4h_to_h.weight", d, f), bias(c, ckpt, l + "mlp.dense_4h_to_h.bias", d));
+                    ffns.layer(i, l + "mlp.dense_h_to_4h.weight", l + "mlp.dense_4h_to_h.weight", f, d,
+                            bias(c, ckpt, l + "mlp.dense_h_to_4h.bias", f), bias(c, ckpt, l + "mlp.dense_4h_to_h.bias", d),
+                            Activation.of(c.activation())));
         }
         Matrix head = c.tieWordEmbeddings() ? embed : Matrix.load(ckpt, "lm_head.weight", v, d);
         return new Weights(embed, layers, Matrix.vector(ckpt, p + "ln_f.weight", d), Matrix.vector(ckpt, p + "ln_f.bias", d), head);
@@ -136,7 +145,7 @@ public final class FalconModel implements LanguageModel {
     }
 
     private void step(State s, int[] tokens, int off, int m) {
-        int d = cfg.hiddenSize(), f = cfg.ffnSize(), hd = cfg.headDim();
+        int d = cfg.hiddenSize(), hd = cfg.headDim();
         int nh = cfg.numHeads(), nkv = cfg.numKvHeads();
         float eps = cfg.layerNormEpsilon();
         float scale = (float) (1.0 / Math.sqrt(hd));
@@ -187,14 +196,8 @@ public final class FalconModel implements LanguageModel {
             } else {
                 mlpIn = l.lnMlpW() != null ? s.mIn : s.a;
             }
-            l.up().apply(k, mlpIn, m, s.ffn, l.upB());
-            if (cfg.activation().equals("relu")) {
-                Ops.relu(s.ffn, 0, m * f);
-            } else {
-                Ops.gelu(s.ffn, 0, m * f);
-            }
-            l.down().apply(k, s.ffn, m, s.a, l.downB());
-            Ops.add(s.x, 0, s.a, 0, m * d);          // residual += mlp
+            l.ffn().forward(k, mlpIn, m, s.ffn, s.att); // attention output is in s.o; s.att is free
+            Ops.add(s.x, 0, s.att, 0, m * d);        // residual += mlp
             if (cfg.parallelAttn()) {
                 Ops.add(s.x, 0, s.o, 0, m * d);      // residual += attention (parallel block)
             }
@@ -272,6 +275,6 @@ public final class FalconModel implements LanguageModel {
 
     @Override
     public void close() {
-        ckpt.close();
+        Models.closeOwner(owner);
     }
 }

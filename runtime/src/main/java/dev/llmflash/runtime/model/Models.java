@@ -1,31 +1,63 @@
 package dev.llmflash.runtime.model;
 
+import dev.llmflash.formats.bundle.Bundle;
+import dev.llmflash.formats.checkpoint.Checkpoint;
 import dev.llmflash.formats.hf.FalconConfig;
 import dev.llmflash.formats.hf.HfCheckpoint;
+import dev.llmflash.formats.hf.ModelConfig;
 import dev.llmflash.formats.hf.OptConfig;
+import dev.llmflash.runtime.ffn.BundleFfnSource;
+import dev.llmflash.runtime.ffn.CheckpointFfnSource;
+import dev.llmflash.runtime.ffn.FfnSource;
 import dev.llmflash.runtime.kernels.Kernels;
 
 import java.nio.file.Path;
 
-/** Builds the right forward pass for a checkpoint. */
+/** Builds the right forward pass for a model folder: a Hugging Face checkpoint or an llmflash bundle. */
 public final class Models {
     private Models() {
     }
 
     /**
-     * Opens an HF model folder and returns its dense model (all weights memory-mapped). The model owns
-     * the checkpoint; the caller owns {@code kernels}.
+     * Opens {@code dir} (a bundle if it has a manifest.json, else an HF folder) as a dense model: every
+     * weight memory-mapped. The model owns what it opened; the caller owns {@code kernels}.
      */
+    public static LanguageModel open(Path dir, Kernels kernels) {
+        return Bundle.looksLikeBundle(dir) ? openBundle(dir, kernels) : openHf(dir, kernels);
+    }
+
+    /** An HF folder: FFN matrices in HF's layout. */
     public static LanguageModel openHf(Path dir, Kernels kernels) {
         HfCheckpoint hf = HfCheckpoint.open(dir);
+        return build(hf.config(), hf.weights(), new CheckpointFfnSource(hf.weights()), hf, kernels);
+    }
+
+    /** A bundle: resident weights from resident.safetensors, the FFN neuron-major from ffn.bin. */
+    public static LanguageModel openBundle(Path dir, Kernels kernels) {
+        Bundle b = Bundle.open(dir);
+        return build(b.config(), b.resident(), new BundleFfnSource(b.ffn()), b, kernels);
+    }
+
+    private static LanguageModel build(ModelConfig config, Checkpoint weights, FfnSource ffns, AutoCloseable owner, Kernels k) {
         try {
-            return switch (hf.config()) {
-                case OptConfig c -> new OptModel(c, hf.weights(), kernels);
-                case FalconConfig c -> new FalconModel(c, hf.weights(), kernels);
+            return switch (config) {
+                case OptConfig c -> new OptModel(c, weights, ffns, owner, k);
+                case FalconConfig c -> new FalconModel(c, weights, ffns, owner, k);
             };
         } catch (RuntimeException e) {
-            hf.close();
+            closeOwner(owner);
             throw e;
+        }
+    }
+
+    static void closeOwner(AutoCloseable c) {
+        if (c == null) {
+            return;
+        }
+        try {
+            c.close();
+        } catch (Exception e) {
+            throw e instanceof RuntimeException r ? r : new IllegalStateException(e);
         }
     }
 }

@@ -3,6 +3,9 @@ package dev.llmflash.runtime.model;
 import dev.llmflash.formats.FormatException;
 import dev.llmflash.formats.checkpoint.Checkpoint;
 import dev.llmflash.formats.hf.OptConfig;
+import dev.llmflash.runtime.ffn.Activation;
+import dev.llmflash.runtime.ffn.Ffn;
+import dev.llmflash.runtime.ffn.FfnSource;
 import dev.llmflash.runtime.kernels.Kernels;
 
 /**
@@ -14,7 +17,7 @@ public final class OptModel implements LanguageModel {
     private final OptConfig cfg;
     private final Weights w;
     private final Kernels k;
-    private final Checkpoint ckpt;
+    private final AutoCloseable owner;
 
     /** Weights: matrices stay in their stored dtype (views into the checkpoint), vectors are f32. */
     record Layer(float[] attnLnW, float[] attnLnB,  // [d] self_attn_layer_norm
@@ -23,8 +26,8 @@ public final class OptModel implements LanguageModel {
                  Matrix wv, float[] bv,              // [d, d], [d]
                  Matrix wo, float[] bo,              // [d, d], [d] out_proj
                  float[] ffnLnW, float[] ffnLnB,     // [d] final_layer_norm (of the block)
-                 Matrix fc1, float[] b1,             // [f, d], [f]
-                 Matrix fc2, float[] b2) {           // [d, f], [d]
+                 Ffn ffn) {                          // fc1 [f, d] + bias, ReLU, fc2 [d, f] + bias
+
     }
 
     record Weights(Matrix embedTokens,               // [V, e]
@@ -36,14 +39,19 @@ public final class OptModel implements LanguageModel {
                    Matrix lmHead) {                  // [V, e]
     }
 
-    public OptModel(OptConfig cfg, Checkpoint ckpt, Kernels k) {
+    /**
+     * @param ckpt  every tensor but the FFN matrices, under HF names
+     * @param ffns  the FFN weights (from the same checkpoint, or a bundle's FFN file)
+     * @param owner closed with the model (the checkpoint or bundle); may be null
+     */
+    public OptModel(OptConfig cfg, Checkpoint ckpt, FfnSource ffns, AutoCloseable owner, Kernels k) {
         this.cfg = cfg;
-        this.ckpt = ckpt;
+        this.owner = owner;
         this.k = k;
-        this.w = load(cfg, ckpt);
+        this.w = load(cfg, ckpt, ffns);
     }
 
-    private static Weights load(OptConfig c, Checkpoint ckpt) {
+    private static Weights load(OptConfig c, Checkpoint ckpt, FfnSource ffns) {
         String p;
         if (ckpt.contains("model.decoder.embed_tokens.weight")) {
             p = "model.decoder.";
@@ -68,8 +76,8 @@ public final class OptModel implements LanguageModel {
                     Matrix.load(ckpt, l + "self_attn.v_proj.weight", d, d), bias(c, ckpt, l + "self_attn.v_proj.bias", d),
                     Matrix.load(ckpt, l + "self_attn.out_proj.weight", d, d), bias(c, ckpt, l + "self_attn.out_proj.bias", d),
                     norm(c, ckpt, l + "final_layer_norm.weight", d), norm(c, ckpt, l + "final_layer_norm.bias", d),
-                    Matrix.load(ckpt, l + "fc1.weight", f, d), bias(c, ckpt, l + "fc1.bias", f),
-                    Matrix.load(ckpt, l + "fc2.weight", d, f), bias(c, ckpt, l + "fc2.bias", d));
+                    ffns.layer(i, l + "fc1.weight", l + "fc2.weight", f, d, bias(c, ckpt, l + "fc1.bias", f),
+                            bias(c, ckpt, l + "fc2.bias", d), Activation.of(c.activation())));
         }
         float[] fw = c.finalLayerNorm() ? norm(c, ckpt, p + "final_layer_norm.weight", d) : null;
         float[] fb = c.finalLayerNorm() ? norm(c, ckpt, p + "final_layer_norm.bias", d) : null;
@@ -137,7 +145,7 @@ public final class OptModel implements LanguageModel {
 
     /** Runs m tokens (tokens[off..off+m)) through the decoder, leaving the final hidden states in s.x. */
     private void step(State s, int[] tokens, int off, int m) {
-        int d = cfg.hiddenSize(), e = cfg.wordEmbedProjDim(), f = cfg.ffnSize();
+        int d = cfg.hiddenSize(), e = cfg.wordEmbedProjDim();
         int nh = cfg.numHeads(), hd = cfg.headDim();
         float eps = OptConfig.LAYER_NORM_EPS;
         float scale = (float) (1.0 / Math.sqrt(hd));
@@ -177,10 +185,8 @@ public final class OptModel implements LanguageModel {
             }
             // FFN block: x += fc2(relu(fc1(LN(x)))).
             normRows(s.x, s.h, m, l.ffnLnW(), l.ffnLnB(), eps, cfg.layerNormBefore());
-            l.fc1().apply(k, s.h, m, s.ffn, l.b1());
-            activate(s.ffn, m * f);
-            l.fc2().apply(k, s.ffn, m, s.h, l.b2());
-            Ops.add(s.x, 0, s.h, 0, m * d);                      // residual
+            l.ffn().forward(k, s.h, m, s.ffn, s.att);
+            Ops.add(s.x, 0, s.att, 0, m * d);                    // residual
             if (!cfg.layerNormBefore()) {
                 normRows(s.x, s.x, m, l.ffnLnW(), l.ffnLnB(), eps, true);
             }
@@ -220,16 +226,10 @@ public final class OptModel implements LanguageModel {
         }
     }
 
-    private void activate(float[] x, int n) {
-        if (cfg.activation().equals("relu")) {
-            Ops.relu(x, 0, n);
-        } else {
-            Ops.gelu(x, 0, n);
-        }
     }
 
     @Override
     public void close() {
-        ckpt.close();
+        Models.closeOwner(owner);
     }
 }
