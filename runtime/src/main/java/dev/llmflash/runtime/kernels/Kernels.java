@@ -4,6 +4,7 @@ import dev.llmflash.formats.tensor.DType;
 
 import java.lang.foreign.MemorySegment;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.List;
 import java.util.concurrent.atomic.AtomicInteger;
 
@@ -42,6 +43,16 @@ public final class Kernels implements AutoCloseable {
      */
     static final int CHUNKS_PER_THREAD = 4;
 
+    /**
+     * How {@link #matvecTransposedAcc} splits its work: true = by rows (private partial sums, then a
+     * reduction), false = by column ranges of y (no reduction; every thread reads its slice of every
+     * active row). Measured in docs/BENCHMARKS.md.
+     */
+    static boolean SPLIT_ROWS = Boolean.parseBoolean(System.getProperty("llmflash.splitRows", "true"));
+
+    /** Column ranges of the transposed kernels start at multiples of this (whole vector blocks). */
+    static final int COLUMN_BLOCK = 64;
+
     private static final AtomicInteger INSTANCES = new AtomicInteger();
 
     private final int threads;
@@ -51,6 +62,12 @@ public final class Kernels implements AutoCloseable {
     private final float[][] scratch;
     /** matvec's x after {@link VectorKernels#splitPairs} (16-bit weights). */
     private float[] xs = new float[0];
+    /** The transposed kernels' active rows (indices) and, for one vector, their h values. */
+    private int[] active = new int[0];
+    private float[] activeH = new float[0];
+    /** Per participant, in one transposed call: its partial sums were zeroed / it met an Inf or NaN. */
+    private final boolean[] touched;
+    private final boolean[] nonFinite;
     private volatile boolean closed;
 
     public Kernels(int threads) {
@@ -66,6 +83,8 @@ public final class Kernels implements AutoCloseable {
         this.parallelMinElements = parallelMinElements;
         this.team = new WorkerTeam(threads, "llmflash-kernels-" + INSTANCES.incrementAndGet());
         this.scratch = new float[threads][];
+        this.touched = new boolean[threads];
+        this.nonFinite = new boolean[threads];
     }
 
     public int threads() {
@@ -74,14 +93,25 @@ public final class Kernels implements AutoCloseable {
 
     /** y[i] = sum_j W[i, j] * x[j] for i in [0, r). {@code x.length >= c}, {@code y.length >= r}. */
     public void matvec(MemorySegment w, DType dt, int r, int c, float[] x, float[] y) {
-        checkShapes(w, dt, r, c, x, c, y, r);
+        matvecStrided(w, dt, r, c, (long) c * dt.bytes(), x, y);
+    }
+
+    /**
+     * y[i] = sum_j W[i, j] * x[j] for i in [0, r): r rows of c elements, row i starting at byte
+     * {@code i * strideBytes} of w ({@code strideBytes >= c * dt.bytes()}; rows may start at any byte).
+     * {@link #matvec} is the case {@code strideBytes = c * dt.bytes()}; a larger stride reads rows of a
+     * padded layout such as the flash bundles (up row, down column, padding per neuron) in place.
+     */
+    public void matvecStrided(MemorySegment w, DType dt, int r, int c, long strideBytes, float[] x, float[] y) {
+        checkStrided(w, dt, r, c, strideBytes);
+        checkArrays(x, c, y, r);
         float[] xs = dt == DType.F32 ? null : VectorKernels.splitPairs(x, c, splitInput(c));
         if (threads == 1 || (long) r * c < parallelMinElements) {
-            VectorKernels.matvecRows(w, dt, c, x, xs, y, 0, r);
+            VectorKernels.matvecRows(w, dt, c, strideBytes, x, xs, y, 0, r);
             return;
         }
         checkShared(w);
-        team.run((k, chunks, who) -> VectorKernels.matvecRows(w, dt, c, x, xs, y,
+        team.run((k, chunks, who) -> VectorKernels.matvecRows(w, dt, c, strideBytes, x, xs, y,
                 lo(r, k, chunks), lo(r, k + 1, chunks)), chunks(r));
     }
 
@@ -91,24 +121,101 @@ public final class Kernels implements AutoCloseable {
      * processing, perplexity).
      */
     public void matmul(MemorySegment w, DType dt, int r, int c, float[] x, int n, float[] y) {
-        if (n < 0) {
-            throw new IllegalArgumentException("n must be >= 0, got " + n);
-        }
-        checkShapes(w, dt, r, c, x, (long) n * c, y, (long) n * r);
+        matmulStrided(w, dt, r, c, (long) c * dt.bytes(), x, n, y);
+    }
+
+    /**
+     * The n-vector form of {@link #matvecStrided}: Y[t, i] = sum_j W[i, j] * X[t, j] with X n x c and
+     * Y n x r row-major, rows of W at {@code strideBytes}. Each weight row is converted to f32 once
+     * and used for all n vectors.
+     */
+    public void matmulStrided(MemorySegment w, DType dt, int r, int c, long strideBytes, float[] x, int n,
+                              float[] y) {
+        checkCount(n);
+        checkStrided(w, dt, r, c, strideBytes);
+        checkArrays(x, (long) n * c, y, (long) n * r);
         if (n == 0) {
             return;
         }
         int need = 4 * c;
         if (threads == 1 || (long) r * c * n < parallelMinElements) {
-            VectorKernels.matmulRows(w, dt, r, c, x, n, y, 0, r, scratch(0, need));
+            VectorKernels.matmulRows(w, dt, r, c, strideBytes, x, n, y, 0, r, scratch(0, need));
             return;
         }
         checkShared(w);
         for (int k = 0; k < threads; k++) {
             scratch(k, need);
         }
-        team.run((k, chunks, who) -> VectorKernels.matmulRows(w, dt, r, c, x, n, y,
+        team.run((k, chunks, who) -> VectorKernels.matmulRows(w, dt, r, c, strideBytes, x, n, y,
                 lo(r, k, chunks), lo(r, k + 1, chunks), scratch[who]), chunks(r));
+    }
+
+    /**
+     * Accumulates the rows of W weighted by h: y[j] += sum_{i : h[i] != 0} h[i] * W[i, j] for j in
+     * [0, c), rows as in {@link #matvecStrided} ({@code h.length >= r}, {@code y.length >= c}). This
+     * is the FFN down projection stored neuron-major (row i = neuron i's down column): rows with
+     * h[i] == 0 (ReLU sparsity) are skipped and not even read, and a NaN h[i] counts as non-zero.
+     * <p>Work split: the active rows are cut into chunks that the threads claim; each thread sums its
+     * rows into a private c-vector and the caller adds those into y at the end (see {@link #SPLIT_ROWS}
+     * for why rows rather than column ranges). Inf/NaN f16 weights are detected and the sum redone
+     * exactly, so they reach y as IEEE arithmetic says.
+     */
+    public void matvecTransposedAcc(MemorySegment w, DType dt, int r, int c, long strideBytes, float[] h,
+                                    float[] y) {
+        checkStrided(w, dt, r, c, strideBytes);
+        checkArrays(h, r, y, c);
+        int m = VectorKernels.nonZeros(h, r, activeRows(r), activeH);
+        if (m == 0 || c == 0) {
+            return;
+        }
+        int[] rows = active;
+        float[] hv = activeH;
+        if (threads == 1 || (long) m * c < parallelMinElements) {
+            accumulateSerial(w, dt, c, strideBytes, rows, hv, m, y);
+        } else if (SPLIT_ROWS) {
+            accumulateByRows(w, dt, c, strideBytes, rows, hv, m, y);
+        } else {
+            accumulateByColumns(w, dt, c, strideBytes, rows, hv, m, y);
+        }
+    }
+
+    /**
+     * The n-vector form of {@link #matvecTransposedAcc}: Y[t, j] += sum_{i : H[t, i] != 0} H[t, i] * W[i, j]
+     * with H n x r and Y n x c row-major. A row is read (and converted to f32) once if any H[t, i] is
+     * non-zero and then added into every Y[t] whose H[t, i] is. Split by column ranges of Y: each
+     * thread owns its columns of every Y row, so no reduction is needed.
+     */
+    public void matmulTransposedAcc(MemorySegment w, DType dt, int r, int c, long strideBytes, float[] h, int n,
+                                    float[] y) {
+        checkCount(n);
+        checkStrided(w, dt, r, c, strideBytes);
+        checkArrays(h, (long) n * r, y, (long) n * c);
+        if (n == 1) {
+            matvecTransposedAcc(w, dt, r, c, strideBytes, h, y);
+            return;
+        }
+        if (n == 0 || c == 0) {
+            return;
+        }
+        int m = VectorKernels.nonZeroColumns(h, n, r, activeRows(r));
+        if (m == 0) {
+            return;
+        }
+        int[] rows = active;
+        if (threads == 1 || (long) m * c * n < parallelMinElements) {
+            VectorKernels.matmulAccumulateRows(w, dt, strideBytes, rows, 0, m, h, n, r, 0, c, y, c,
+                    scratch(0, 4 * c));
+            return;
+        }
+        checkShared(w);
+        int blocks = (c + COLUMN_BLOCK - 1) / COLUMN_BLOCK;
+        int chunks = Math.min(blocks, threads * CHUNKS_PER_THREAD);
+        int need = 4 * COLUMN_BLOCK * ((blocks + chunks - 1) / chunks);
+        for (int k = 0; k < threads; k++) {
+            scratch(k, need);
+        }
+        team.run((k, parts, who) -> VectorKernels.matmulAccumulateRows(w, dt, strideBytes, rows, 0, m, h, n, r,
+                columnLo(c, blocks, k, parts), columnLo(c, blocks, k + 1, parts), y, c, scratch[who]), chunks);
     }
 
     /** out[0..c) = W[row, 0..c) as f32 (embedding lookup); exact. */
@@ -116,8 +223,113 @@ public final class Kernels implements AutoCloseable {
         if (row < 0) {
             throw new IllegalArgumentException("row must be >= 0, got " + row);
         }
-        checkShapes(w, dt, row + 1L, c, out, 0, out, c);
+        checkStrided(w, dt, row + 1L, c, (long) c * dt.bytes());
+        checkArrays(out, 0, out, c);
         VectorKernels.toF32(w, dt, (long) row * c, out, 0, c);
+    }
+
+    /** The transposed sum on the calling thread (16-bit: into a split-order scratch, then into y). */
+    private void accumulateSerial(MemorySegment w, DType dt, int c, long stride, int[] rows, float[] hv, int m,
+                                  float[] y) {
+        if (dt == DType.F32) {
+            VectorKernels.accumulateRows(w, dt, stride, rows, hv, 0, m, 0, c, y, 0);
+            return;
+        }
+        float[] acc = scratch(0, c);
+        Arrays.fill(acc, 0, c, 0f);
+        if (VectorKernels.accumulateRows(w, dt, stride, rows, hv, 0, m, 0, c, acc, 0)) {
+            VectorKernels.addSplit(dt, acc, 0, y, 0, c);
+        } else {
+            VectorKernels.accumulateRowsExact(w, dt, stride, rows, hv, 0, m, 0, c, y, acc);
+        }
+    }
+
+    /**
+     * Row split: chunks of the active rows; participant p sums its chunks into scratch[p] (zeroed at
+     * its first chunk), then the caller adds the partials together and into y. If any participant
+     * met an Inf/NaN f16 weight, y is still untouched and the caller redoes the whole sum exactly.
+     */
+    private void accumulateByRows(MemorySegment w, DType dt, int c, long stride, int[] rows, float[] hv, int m,
+                                  float[] y) {
+        checkShared(w);
+        for (int k = 0; k < threads; k++) {
+            scratch(k, c);
+            touched[k] = false;
+            nonFinite[k] = false;
+        }
+        int chunks = Math.clamp(m / 4, 1, threads * CHUNKS_PER_THREAD);
+        team.run((k, parts, who) -> {
+            float[] acc = scratch[who];
+            if (!touched[who]) {
+                Arrays.fill(acc, 0, c, 0f);
+                touched[who] = true;
+            }
+            if (!VectorKernels.accumulateRows(w, dt, stride, rows, hv, lo(m, k, parts), lo(m, k + 1, parts),
+                    0, c, acc, 0)) {
+                nonFinite[who] = true;
+            }
+        }, chunks);
+        float[] sum = null;
+        for (int k = 0; k < threads; k++) {
+            if (nonFinite[k]) {
+                VectorKernels.accumulateRowsExact(w, dt, stride, rows, hv, 0, m, 0, c, y, scratch[0]);
+                return;
+            }
+        }
+        for (int k = 0; k < threads; k++) {
+            if (touched[k]) {
+                if (sum == null) {
+                    sum = scratch[k];
+                } else {
+                    VectorOps.add(sum, scratch[k], c);
+                }
+            }
+        }
+        VectorKernels.addSplit(dt, sum, 0, y, 0, c);
+    }
+
+    /**
+     * Column split: chunks of whole {@link #COLUMN_BLOCK}s of y; each sums all active rows over its
+     * columns (16-bit: into scratch, then into its own slice of y; F32: straight into y).
+     */
+    private void accumulateByColumns(MemorySegment w, DType dt, int c, long stride, int[] rows, float[] hv, int m,
+                                     float[] y) {
+        checkShared(w);
+        int blocks = (c + COLUMN_BLOCK - 1) / COLUMN_BLOCK;
+        int chunks = Math.min(blocks, threads * CHUNKS_PER_THREAD);
+        int need = COLUMN_BLOCK * ((blocks + chunks - 1) / chunks);
+        for (int k = 0; k < threads; k++) {
+            scratch(k, need);
+        }
+        team.run((k, parts, who) -> {
+            int j0 = columnLo(c, blocks, k, parts);
+            int j1 = columnLo(c, blocks, k + 1, parts);
+            if (dt == DType.F32) {
+                VectorKernels.accumulateRows(w, dt, stride, rows, hv, 0, m, j0, j1, y, j0);
+                return;
+            }
+            float[] acc = scratch[who];
+            Arrays.fill(acc, 0, j1 - j0, 0f);
+            if (VectorKernels.accumulateRows(w, dt, stride, rows, hv, 0, m, j0, j1, acc, 0)) {
+                VectorKernels.addSplit(dt, acc, 0, y, j0, j1 - j0);
+            } else {
+                VectorKernels.accumulateRowsExact(w, dt, stride, rows, hv, 0, m, j0, j1, y, acc);
+            }
+        }, chunks);
+    }
+
+    /** First column of chunk {@code part} of {@code parts} over c columns in {@code blocks} blocks. */
+    static int columnLo(int c, int blocks, int part, int parts) {
+        return Math.min(c, lo(blocks, part, parts) * COLUMN_BLOCK);
+    }
+
+    /** The active-row buffers, grown to hold r rows. */
+    private int[] activeRows(int r) {
+        if (active.length < r) {
+            active = new int[r];
+            activeH = new float[r];
+        }
+        return active;
     }
 
     @Override
@@ -168,8 +380,14 @@ public final class Kernels implements AutoCloseable {
         return s;
     }
 
-    private void checkShapes(MemorySegment w, DType dt, long r, int c, float[] x, long needX,
-                             float[] y, long needY) {
+    private static void checkCount(int n) {
+        if (n < 0) {
+            throw new IllegalArgumentException("n must be >= 0, got " + n);
+        }
+    }
+
+    /** The weights: a compute dtype, r rows of c elements at {@code stride} bytes, all inside w. */
+    private void checkStrided(MemorySegment w, DType dt, long r, int c, long stride) {
         if (closed) {
             throw new IllegalStateException("kernels already closed");
         }
@@ -179,11 +397,24 @@ public final class Kernels implements AutoCloseable {
         if (r < 0 || c < 0) {
             throw new IllegalArgumentException("negative shape " + r + " x " + c);
         }
-        long bytes = r * c * dt.bytes();
-        if (w.byteSize() < bytes) {
-            throw new IllegalArgumentException("weights hold " + w.byteSize() + " bytes, a " + r + " x " + c
-                    + " " + dt + " matrix needs " + bytes);
+        long rowBytes = (long) c * dt.bytes();
+        if (stride < rowBytes) {
+            throw new IllegalArgumentException("row stride " + stride + " bytes is shorter than a row of " + c
+                    + " " + dt + " (" + rowBytes + " bytes)");
         }
+        long bytes;
+        try {
+            bytes = r == 0 ? 0 : Math.addExact(Math.multiplyExact(r - 1, stride), rowBytes);
+        } catch (ArithmeticException e) {
+            bytes = Long.MAX_VALUE;
+        }
+        if (w.byteSize() < bytes) {
+            throw new IllegalArgumentException("weights hold " + w.byteSize() + " bytes, " + r + " rows of " + c
+                    + " " + dt + " at a stride of " + stride + " bytes need " + bytes);
+        }
+    }
+
+    private static void checkArrays(float[] x, long needX, float[] y, long needY) {
         if (x.length < needX) {
             throw new IllegalArgumentException("input holds " + x.length + " floats, needs " + needX);
         }

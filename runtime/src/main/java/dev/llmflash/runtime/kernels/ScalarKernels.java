@@ -23,6 +23,16 @@ public final class ScalarKernels {
         };
     }
 
+    /** The element starting at byte {@code b} of a weight segment (any alignment), as f32. */
+    public static float loadAt(MemorySegment w, DType dt, long b) {
+        return switch (dt) {
+            case F32 -> w.get(ValueLayout.JAVA_FLOAT_UNALIGNED, b);
+            case F16 -> Float.float16ToFloat(w.get(ValueLayout.JAVA_SHORT_UNALIGNED, b));
+            case BF16 -> Float.intBitsToFloat((w.get(ValueLayout.JAVA_SHORT_UNALIGNED, b) & 0xffff) << 16);
+            default -> throw new IllegalArgumentException("kernels compute on F32, F16, BF16; got " + dt);
+        };
+    }
+
     public static float dot(MemorySegment w, DType dt, long offset, float[] x, int xOff, int c) {
         float s = 0f;
         for (int j = 0; j < c; j++) {
@@ -41,6 +51,58 @@ public final class ScalarKernels {
         for (int t = 0; t < n; t++) {
             for (int i = 0; i < r; i++) {
                 y[t * r + i] = dot(w, dt, (long) i * c, x, t * c, c);
+            }
+        }
+    }
+
+    /** Twin of {@link Kernels#matvecStrided}: row i starts at byte i * stride. */
+    public static void matvecStrided(MemorySegment w, DType dt, int r, int c, long stride, float[] x, float[] y) {
+        for (int i = 0; i < r; i++) {
+            float s = 0f;
+            for (int j = 0; j < c; j++) {
+                s += loadAt(w, dt, i * stride + (long) j * dt.bytes()) * x[j];
+            }
+            y[i] = s;
+        }
+    }
+
+    /** Twin of {@link Kernels#matmulStrided}. */
+    public static void matmulStrided(MemorySegment w, DType dt, int r, int c, long stride, float[] x, int n,
+                                     float[] y) {
+        for (int t = 0; t < n; t++) {
+            for (int i = 0; i < r; i++) {
+                float s = 0f;
+                for (int j = 0; j < c; j++) {
+                    s += loadAt(w, dt, i * stride + (long) j * dt.bytes()) * x[t * c + j];
+                }
+                y[t * r + i] = s;
+            }
+        }
+    }
+
+    /** Twin of {@link Kernels#matvecTransposedAcc}: y[j] += h[i] * W[i, j], rows in order, h[i] == 0 skipped. */
+    public static void matvecTransposedAcc(MemorySegment w, DType dt, int r, int c, long stride, float[] h,
+                                           float[] y) {
+        for (int i = 0; i < r; i++) {
+            if (h[i] != 0f) {
+                for (int j = 0; j < c; j++) {
+                    y[j] += h[i] * loadAt(w, dt, i * stride + (long) j * dt.bytes());
+                }
+            }
+        }
+    }
+
+    /** Twin of {@link Kernels#matmulTransposedAcc}. */
+    public static void matmulTransposedAcc(MemorySegment w, DType dt, int r, int c, long stride, float[] h, int n,
+                                           float[] y) {
+        for (int t = 0; t < n; t++) {
+            for (int i = 0; i < r; i++) {
+                float hi = h[t * r + i];
+                if (hi != 0f) {
+                    for (int j = 0; j < c; j++) {
+                        y[t * c + j] += hi * loadAt(w, dt, i * stride + (long) j * dt.bytes());
+                    }
+                }
             }
         }
     }

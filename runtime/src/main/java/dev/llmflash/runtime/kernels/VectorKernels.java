@@ -6,6 +6,7 @@ import jdk.incubator.vector.IntVector;
 import jdk.incubator.vector.ShortVector;
 import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorShape;
+import jdk.incubator.vector.VectorShuffle;
 import jdk.incubator.vector.VectorSpecies;
 
 import java.lang.foreign.MemorySegment;
@@ -72,6 +73,12 @@ public final class VectorKernels {
     private static final int HALF_PAIR_EXPONENT_ONE = 0x0400_0400;
     private static final int HALF_PAIR_CARRIES = 0x8000_8000;
     private static final int BF16_HIGH = 0xFFFF_0000;
+    /**
+     * Interleave an even vector e and an odd vector o back into column order (two-vector rearrange:
+     * indexes L.. pick from o): ZIP_LOW gives e0 o0 e1 o1 ..., ZIP_HIGH the upper halves.
+     */
+    private static final VectorShuffle<Float> ZIP_LOW = VectorShuffle.fromOp(F, k -> (k & 1) * L + k / 2);
+    private static final VectorShuffle<Float> ZIP_HIGH = VectorShuffle.fromOp(F, k -> (k & 1) * L + L / 2 + k / 2);
 
     private VectorKernels() {
     }
@@ -116,18 +123,18 @@ public final class VectorKernels {
     // ---------------------------------------------------------------- public entry points
 
     /**
-     * y[i] = dot(W[i, 0..c), x[0..c)) for i in [r0, r1), W row-major with c columns starting at byte
-     * 0 of {@code w}. {@code xs} is {@code x} after {@link #splitPairs} (read for F16 and BF16; may be
-     * null for F32).
+     * y[i] = dot(W[i, 0..c), x[0..c)) for i in [r0, r1), row i of W being c elements starting at byte
+     * {@code i * rowBytes} of {@code w} ({@code rowBytes >= c * dt.bytes()}: a dense matrix when equal,
+     * padded rows such as neuron bundles otherwise). {@code xs} is {@code x} after {@link #splitPairs} (read for F16 and BF16;
+     * may be null for F32).
      * <p>Four rows at a time share each x load, but not four adjacent rows: the range is cut into
      * quarters of q rows and step i computes rows i, i+q, i+2q, i+3q. Each quarter is then read as
      * one long sequential stream, which the hardware prefetchers follow; four adjacent rows would be
      * four short streams interleaved within the same pages, and measured up to 2x slower from DRAM
      * (2 KB rows). The {@code (r1 - r0) mod 4} last rows go one at a time.
      */
-    public static void matvecRows(MemorySegment w, DType dt, int c, float[] x, float[] xs, float[] y,
-                                  int r0, int r1) {
-        long rowBytes = (long) c * dt.bytes();
+    public static void matvecRows(MemorySegment w, DType dt, int c, long rowBytes, float[] x, float[] xs,
+                                  float[] y, int r0, int r1) {
         int q = (r1 - r0) / 4;
         long stride = q * rowBytes;
         int end = r0 + q;
@@ -154,7 +161,7 @@ public final class VectorKernels {
             default -> throw unsupported(dt);
         }
         for (int i = r0 + 4 * q; i < r1; i++) {
-            y[i] = dot(w, dt, (long) i * c, x, 0, c);
+            y[i] = dotAt(w, dt, i * rowBytes, x, 0, c);
         }
     }
 
@@ -178,7 +185,11 @@ public final class VectorKernels {
 
     /** dot(W[elements off .. off+c), x[xOff .. xOff+c)) where {@code off} counts elements. */
     public static float dot(MemorySegment w, DType dt, long off, float[] x, int xOff, int c) {
-        long b = off * dt.bytes();
+        return dotAt(w, dt, off * dt.bytes(), x, xOff, c);
+    }
+
+    /** dot(the c elements starting at byte {@code b} of w, x[xOff .. xOff+c)). */
+    public static float dotAt(MemorySegment w, DType dt, long b, float[] x, int xOff, int c) {
         return switch (dt) {
             case F32 -> dotF32(w, b, x, xOff, c);
             case F16 -> dotF16(w, b, x, xOff, c);
@@ -189,7 +200,11 @@ public final class VectorKernels {
 
     /** out[outOff .. outOff+c) = W[elements off .. off+c) as f32 (exact). */
     public static void toF32(MemorySegment w, DType dt, long off, float[] out, int outOff, int c) {
-        long b = off * dt.bytes();
+        toF32At(w, dt, off * dt.bytes(), out, outOff, c);
+    }
+
+    /** out[outOff .. outOff+c) = the c elements starting at byte {@code b} of w, as f32 (exact). */
+    public static void toF32At(MemorySegment w, DType dt, long b, float[] out, int outOff, int c) {
         int bound = F.loopBound(c);
         int j = 0;
         switch (dt) {
@@ -223,15 +238,18 @@ public final class VectorKernels {
 
     /**
      * Y[t, i] = dot(W[i, 0..c), X[t, 0..c)) for i in [r0, r1) and every t in [0, n): X is n x c and Y
-     * is n x r, both row-major. Four weight rows at a time are converted to f32 once into
+     * is n x r, both row-major; row i of W starts at byte {@code i * rowBytes} (as in
+     * {@link #matvecRows}). Four weight rows at a time are converted to f32 once into
      * {@code scratch} (length >= 4 c) and then dotted with all n inputs, four inputs at a time (a 4 x 4
      * tile: 8 loads feed 16 FMAs), so weights stream once and the loop is FMA-bound, not load-bound.
      */
-    public static void matmulRows(MemorySegment w, DType dt, int r, int c, float[] x, int n, float[] y,
-                                  int r0, int r1, float[] scratch) {
+    public static void matmulRows(MemorySegment w, DType dt, int r, int c, long rowBytes, float[] x, int n,
+                                  float[] y, int r0, int r1, float[] scratch) {
         for (int i = r0; i < r1; i += 4) {
             int rows = Math.min(4, r1 - i);
-            toF32(w, dt, (long) i * c, scratch, 0, rows * c);
+            for (int k = 0; k < rows; k++) {
+                toF32At(w, dt, (i + k) * rowBytes, scratch, k * c, c);
+            }
             if (rows == 4) {
                 int t = 0;
                 for (; t + 4 <= n; t += 4) {
@@ -247,6 +265,372 @@ public final class VectorKernels {
                     }
                 }
             }
+        }
+    }
+
+    // ---------------------------------------------------------------- transposed: weighted sums of rows
+
+    /**
+     * The active rows of h: writes the i in [0, r) with {@code h[i] != 0} (Java's {@code !=}: NaN is
+     * active, -0 is not) in ascending order to {@code rows[0..m)} and h[i] to {@code hv[0..m)}; returns m.
+     * Blocks of L entries are tested with one vector compare, so runs of zeros (ReLU) cost little.
+     */
+    public static int nonZeros(float[] h, int r, int[] rows, float[] hv) {
+        int m = 0;
+        int i = 0;
+        for (int bound = F.loopBound(r); i < bound; i += L) {
+            long bits = FloatVector.fromArray(F, h, i).compare(VectorOperators.NE, 0f).toLong();
+            while (bits != 0) {
+                int k = i + Long.numberOfTrailingZeros(bits);
+                rows[m] = k;
+                hv[m++] = h[k];
+                bits &= bits - 1;
+            }
+        }
+        for (; i < r; i++) {
+            if (h[i] != 0f) {
+                rows[m] = i;
+                hv[m++] = h[i];
+            }
+        }
+        return m;
+    }
+
+    /**
+     * As {@link #nonZeros} for n vectors: H is n x r row-major; writes the i in [0, r) with
+     * {@code H[t, i] != 0} for at least one t to {@code rows[0..m)}, ascending; returns m.
+     */
+    public static int nonZeroColumns(float[] h, int n, int r, int[] rows) {
+        int m = 0;
+        int i = 0;
+        for (int bound = F.loopBound(r); i < bound; i += L) {
+            long bits = 0;
+            for (int t = 0; t < n; t++) {
+                bits |= FloatVector.fromArray(F, h, t * r + i).compare(VectorOperators.NE, 0f).toLong();
+            }
+            while (bits != 0) {
+                rows[m++] = i + Long.numberOfTrailingZeros(bits);
+                bits &= bits - 1;
+            }
+        }
+        for (; i < r; i++) {
+            for (int t = 0; t < n; t++) {
+                if (h[t * r + i] != 0f) {
+                    rows[m++] = i;
+                    break;
+                }
+            }
+        }
+        return m;
+    }
+
+    /**
+     * The transposed product over a list of rows and one column range:
+     * acc[j] += sum_{k in [k0, k1)} hv[k] * W[rows[k], j] for j in [j0, j1), row i of W starting at byte
+     * {@code i * rowBytes} of {@code w}. The len = j1 - j0 sums live at {@code acc[a .. a + len)}: in
+     * natural order for F32; for F16 and BF16 in split order counted from j0 (as {@link #splitPairs}
+     * writes x: each whole block of 2L columns as its L even then its L odd columns, the
+     * {@code len mod 2L} last ones as they are), because the 16-bit rows are read with matvec's
+     * even/odd trick (see the class comment) and never widened; {@link #addSplit} adds them into y.
+     * <p>Four rows share each load and store of acc; as in {@link #matvecRows} they are k, k+q, k+2q,
+     * k+3q of the list (quarters: four long streams for the prefetchers when the list is dense), and the
+     * {@code (k1 - k0) mod 4} last rows go one at a time. Returns false, leaving acc unspecified, if an
+     * F16 weight read by the vector loops is Inf or NaN: the caller then redoes the sums with
+     * {@link #accumulateRowsExact}.
+     */
+    public static boolean accumulateRows(MemorySegment w, DType dt, long rowBytes, int[] rows, float[] hv,
+                                         int k0, int k1, int j0, int j1, float[] acc, int a) {
+        int len = j1 - j0;
+        long jb = (long) j0 * dt.bytes();
+        int q = (k1 - k0) / 4;
+        int end = k0 + q;
+        boolean finite = true;
+        switch (dt) {
+            case F32 -> {
+                for (int k = k0; k < end; k++) {
+                    acc4F32(w, rows[k] * rowBytes + jb, rows[k + q] * rowBytes + jb,
+                            rows[k + 2 * q] * rowBytes + jb, rows[k + 3 * q] * rowBytes + jb,
+                            hv[k], hv[k + q], hv[k + 2 * q], hv[k + 3 * q], len, acc, a);
+                }
+                for (int k = end + 3 * q; k < k1; k++) {
+                    acc1F32(w, rows[k] * rowBytes + jb, hv[k], len, acc, a);
+                }
+            }
+            case F16 -> {
+                for (int k = k0; k < end; k++) {
+                    finite &= acc4F16(w, rows[k] * rowBytes + jb, rows[k + q] * rowBytes + jb,
+                            rows[k + 2 * q] * rowBytes + jb, rows[k + 3 * q] * rowBytes + jb,
+                            hv[k], hv[k + q], hv[k + 2 * q], hv[k + 3 * q], len, acc, a);
+                }
+                for (int k = end + 3 * q; k < k1; k++) {
+                    finite &= acc1F16(w, rows[k] * rowBytes + jb, hv[k], len, acc, a);
+                }
+            }
+            case BF16 -> {
+                for (int k = k0; k < end; k++) {
+                    acc4Bf16(w, rows[k] * rowBytes + jb, rows[k + q] * rowBytes + jb,
+                            rows[k + 2 * q] * rowBytes + jb, rows[k + 3 * q] * rowBytes + jb,
+                            hv[k], hv[k + q], hv[k + 2 * q], hv[k + 3 * q], len, acc, a);
+                }
+                for (int k = end + 3 * q; k < k1; k++) {
+                    acc1Bf16(w, rows[k] * rowBytes + jb, hv[k], len, acc, a);
+                }
+            }
+            default -> throw unsupported(dt);
+        }
+        return finite;
+    }
+
+    /**
+     * y[j0 + j] += the sums {@link #accumulateRows} left at {@code acc[a .. a + len)} for dtype dt,
+     * undoing the split order of the 16-bit dtypes (a two-vector rearrange per 2L columns).
+     */
+    public static void addSplit(DType dt, float[] acc, int a, float[] y, int j0, int len) {
+        int j = 0;
+        if (dt != DType.F32) {
+            for (int bound = len - len % (2 * L); j < bound; j += 2 * L) {
+                FloatVector e = FloatVector.fromArray(F, acc, a + j);
+                FloatVector o = FloatVector.fromArray(F, acc, a + j + L);
+                FloatVector.fromArray(F, y, j0 + j).add(e.rearrange(ZIP_LOW, o)).intoArray(y, j0 + j);
+                FloatVector.fromArray(F, y, j0 + j + L).add(e.rearrange(ZIP_HIGH, o)).intoArray(y, j0 + j + L);
+            }
+        }
+        for (int bound = F.loopBound(len); j < bound; j += L) {
+            FloatVector.fromArray(F, y, j0 + j).add(FloatVector.fromArray(F, acc, a + j)).intoArray(y, j0 + j);
+        }
+        for (; j < len; j++) {
+            y[j0 + j] += acc[a + j];
+        }
+    }
+
+    /**
+     * y[j] += sum_{k in [k0, k1)} hv[k] * W[rows[k], j] for j in [j0, j1), natural order, each row
+     * converted exactly ({@link #toF32At}) into {@code tmp} (length >= j1 - j0) and added with one
+     * FMA per element: the slow path that gets Inf and NaN weights right.
+     */
+    public static void accumulateRowsExact(MemorySegment w, DType dt, long rowBytes, int[] rows, float[] hv,
+                                           int k0, int k1, int j0, int j1, float[] y, float[] tmp) {
+        int len = j1 - j0;
+        long jb = (long) j0 * dt.bytes();
+        for (int k = k0; k < k1; k++) {
+            toF32At(w, dt, rows[k] * rowBytes + jb, tmp, 0, len);
+            VectorOps.axpy(hv[k], tmp, 0, y, j0, len);
+        }
+    }
+
+    /**
+     * The n-vector transposed product over a list of rows and one column range: for every t in [0, n)
+     * and j in [j0, j1), Y[t, j] += sum_{k in [k0, k1), H[t, rows[k]] != 0} H[t, rows[k]] * W[rows[k], j];
+     * H is n x r and Y is n x c, row-major; rows of W as in {@link #accumulateRows}. Four rows' column
+     * ranges at a time are converted to f32 once (exactly, {@link #toF32At}) into {@code scratch}
+     * (length >= 4 (j1 - j0)) and then added into all n rows of Y: in one pass with four weights when
+     * all four H[t, .] are non-zero, otherwise row by row for the non-zero ones (a zero H is skipped,
+     * not multiplied: 0 * Inf would be NaN).
+     */
+    public static void matmulAccumulateRows(MemorySegment w, DType dt, long rowBytes, int[] rows, int k0, int k1,
+                                            float[] h, int n, int r, int j0, int j1, float[] y, int c,
+                                            float[] scratch) {
+        int len = j1 - j0;
+        long jb = (long) j0 * dt.bytes();
+        for (int k = k0; k < k1; k += 4) {
+            int m = Math.min(4, k1 - k);
+            for (int u = 0; u < m; u++) {
+                toF32At(w, dt, rows[k + u] * rowBytes + jb, scratch, u * len, len);
+            }
+            for (int t = 0; t < n; t++) {
+                int ht = t * r;
+                int yo = t * c + j0;
+                if (m == 4 && h[ht + rows[k]] != 0f && h[ht + rows[k + 1]] != 0f && h[ht + rows[k + 2]] != 0f
+                        && h[ht + rows[k + 3]] != 0f) {
+                    axpy4(h[ht + rows[k]], h[ht + rows[k + 1]], h[ht + rows[k + 2]], h[ht + rows[k + 3]],
+                            scratch, len, y, yo);
+                } else {
+                    for (int u = 0; u < m; u++) {
+                        float hu = h[ht + rows[k + u]];
+                        if (hu != 0f) {
+                            VectorOps.axpy(hu, scratch, u * len, y, yo, len);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /** y[yo + j] += h0 s[j] + h1 s[len + j] + h2 s[2 len + j] + h3 s[3 len + j] for j in [0, len). */
+    private static void axpy4(float h0, float h1, float h2, float h3, float[] s, int len, float[] y, int yo) {
+        FloatVector g0 = FloatVector.broadcast(F, h0);
+        FloatVector g1 = FloatVector.broadcast(F, h1);
+        FloatVector g2 = FloatVector.broadcast(F, h2);
+        FloatVector g3 = FloatVector.broadcast(F, h3);
+        int j = 0;
+        for (int bound = F.loopBound(len); j < bound; j += L) {
+            FloatVector acc = FloatVector.fromArray(F, y, yo + j);
+            acc = FloatVector.fromArray(F, s, j).fma(g0, acc);
+            acc = FloatVector.fromArray(F, s, len + j).fma(g1, acc);
+            acc = FloatVector.fromArray(F, s, 2 * len + j).fma(g2, acc);
+            acc = FloatVector.fromArray(F, s, 3 * len + j).fma(g3, acc);
+            acc.intoArray(y, yo + j);
+        }
+        for (; j < len; j++) {
+            float acc = y[yo + j];
+            acc = Math.fma(s[j], h0, acc);
+            acc = Math.fma(s[len + j], h1, acc);
+            acc = Math.fma(s[2 * len + j], h2, acc);
+            y[yo + j] = Math.fma(s[3 * len + j], h3, acc);
+        }
+    }
+
+    /** acc[a + j] += sum_k h_k * W_k[j], j in [0, len), for the four f32 rows at byte offsets o0..o3. */
+    private static void acc4F32(MemorySegment w, long o0, long o1, long o2, long o3,
+                                float h0, float h1, float h2, float h3, int len, float[] acc, int a) {
+        FloatVector g0 = FloatVector.broadcast(F, h0);
+        FloatVector g1 = FloatVector.broadcast(F, h1);
+        FloatVector g2 = FloatVector.broadcast(F, h2);
+        FloatVector g3 = FloatVector.broadcast(F, h3);
+        int j = 0;
+        for (int bound = F.loopBound(len); j < bound; j += L) {
+            long b = 4L * j;
+            FloatVector s = FloatVector.fromArray(F, acc, a + j);
+            s = FloatVector.fromMemorySegment(F, w, o0 + b, LE).fma(g0, s);
+            s = FloatVector.fromMemorySegment(F, w, o1 + b, LE).fma(g1, s);
+            s = FloatVector.fromMemorySegment(F, w, o2 + b, LE).fma(g2, s);
+            s = FloatVector.fromMemorySegment(F, w, o3 + b, LE).fma(g3, s);
+            s.intoArray(acc, a + j);
+        }
+        for (; j < len; j++) {
+            long b = 4L * j;
+            acc[a + j] += h0 * f32(w, o0 + b) + h1 * f32(w, o1 + b) + h2 * f32(w, o2 + b) + h3 * f32(w, o3 + b);
+        }
+    }
+
+    private static void acc1F32(MemorySegment w, long o, float h, int len, float[] acc, int a) {
+        FloatVector g = FloatVector.broadcast(F, h);
+        int j = 0;
+        for (int bound = F.loopBound(len); j < bound; j += L) {
+            FloatVector.fromMemorySegment(F, w, o + 4L * j, LE).fma(g, FloatVector.fromArray(F, acc, a + j))
+                    .intoArray(acc, a + j);
+        }
+        for (; j < len; j++) {
+            acc[a + j] += h * f32(w, o + 4L * j);
+        }
+    }
+
+    /**
+     * As {@link #acc4F32}, f16 rows, acc in split order: the even (low) halves of the L 32-bit lanes
+     * at column j go to acc[a + j ..], the odd (high) halves to acc[a + j + L ..]; e = 31 is flagged as
+     * in {@link #dot4F16}. Returns false, acc then unspecified, if a weight is Inf or NaN.
+     */
+    private static boolean acc4F16(MemorySegment w, long o0, long o1, long o2, long o3,
+                                   float h0, float h1, float h2, float h3, int len, float[] acc, int a) {
+        FloatVector g0 = FloatVector.broadcast(F, h0);
+        FloatVector g1 = FloatVector.broadcast(F, h1);
+        FloatVector g2 = FloatVector.broadcast(F, h2);
+        FloatVector g3 = FloatVector.broadcast(F, h3);
+        IntVector special = IntVector.zero(I);
+        int j = 0;
+        for (int bound = len - len % (2 * L); j < bound; j += 2 * L) {
+            long b = 2L * j;
+            IntVector v0 = IntVector.fromMemorySegment(I, w, o0 + b, LE);
+            IntVector v1 = IntVector.fromMemorySegment(I, w, o1 + b, LE);
+            IntVector v2 = IntVector.fromMemorySegment(I, w, o2 + b, LE);
+            IntVector v3 = IntVector.fromMemorySegment(I, w, o3 + b, LE);
+            FloatVector e = FloatVector.fromArray(F, acc, a + j);
+            FloatVector o = FloatVector.fromArray(F, acc, a + j + L);
+            e = v0.lanewise(VectorOperators.LSHL, 16).lanewise(VectorOperators.ASHR, 3).and(HALF_BITS_MASK)
+                    .reinterpretAsFloats().mul(HALF_REBIAS).fma(g0, e);
+            o = v0.lanewise(VectorOperators.ASHR, 3).and(HALF_BITS_MASK)
+                    .reinterpretAsFloats().mul(HALF_REBIAS).fma(g0, o);
+            e = v1.lanewise(VectorOperators.LSHL, 16).lanewise(VectorOperators.ASHR, 3).and(HALF_BITS_MASK)
+                    .reinterpretAsFloats().mul(HALF_REBIAS).fma(g1, e);
+            o = v1.lanewise(VectorOperators.ASHR, 3).and(HALF_BITS_MASK)
+                    .reinterpretAsFloats().mul(HALF_REBIAS).fma(g1, o);
+            e = v2.lanewise(VectorOperators.LSHL, 16).lanewise(VectorOperators.ASHR, 3).and(HALF_BITS_MASK)
+                    .reinterpretAsFloats().mul(HALF_REBIAS).fma(g2, e);
+            o = v2.lanewise(VectorOperators.ASHR, 3).and(HALF_BITS_MASK)
+                    .reinterpretAsFloats().mul(HALF_REBIAS).fma(g2, o);
+            e = v3.lanewise(VectorOperators.LSHL, 16).lanewise(VectorOperators.ASHR, 3).and(HALF_BITS_MASK)
+                    .reinterpretAsFloats().mul(HALF_REBIAS).fma(g3, e);
+            o = v3.lanewise(VectorOperators.ASHR, 3).and(HALF_BITS_MASK)
+                    .reinterpretAsFloats().mul(HALF_REBIAS).fma(g3, o);
+            e.intoArray(acc, a + j);
+            o.intoArray(acc, a + j + L);
+            special = special.or(v0.and(HALF_PAIR_EXPONENTS).add(HALF_PAIR_EXPONENT_ONE))
+                    .or(v1.and(HALF_PAIR_EXPONENTS).add(HALF_PAIR_EXPONENT_ONE))
+                    .or(v2.and(HALF_PAIR_EXPONENTS).add(HALF_PAIR_EXPONENT_ONE))
+                    .or(v3.and(HALF_PAIR_EXPONENTS).add(HALF_PAIR_EXPONENT_ONE));
+        }
+        for (; j < len; j++) {
+            long b = 2L * j;
+            acc[a + j] += h0 * f16(w, o0 + b) + h1 * f16(w, o1 + b) + h2 * f16(w, o2 + b) + h3 * f16(w, o3 + b);
+        }
+        return special.and(HALF_PAIR_CARRIES).reduceLanes(VectorOperators.OR) == 0;
+    }
+
+    private static boolean acc1F16(MemorySegment w, long o0, float h, int len, float[] acc, int a) {
+        FloatVector g = FloatVector.broadcast(F, h);
+        IntVector special = IntVector.zero(I);
+        int j = 0;
+        for (int bound = len - len % (2 * L); j < bound; j += 2 * L) {
+            IntVector v = IntVector.fromMemorySegment(I, w, o0 + 2L * j, LE);
+            v.lanewise(VectorOperators.LSHL, 16).lanewise(VectorOperators.ASHR, 3).and(HALF_BITS_MASK)
+                    .reinterpretAsFloats().mul(HALF_REBIAS).fma(g, FloatVector.fromArray(F, acc, a + j))
+                    .intoArray(acc, a + j);
+            v.lanewise(VectorOperators.ASHR, 3).and(HALF_BITS_MASK)
+                    .reinterpretAsFloats().mul(HALF_REBIAS).fma(g, FloatVector.fromArray(F, acc, a + j + L))
+                    .intoArray(acc, a + j + L);
+            special = special.or(v.and(HALF_PAIR_EXPONENTS).add(HALF_PAIR_EXPONENT_ONE));
+        }
+        for (; j < len; j++) {
+            acc[a + j] += h * f16(w, o0 + 2L * j);
+        }
+        return special.and(HALF_PAIR_CARRIES).reduceLanes(VectorOperators.OR) == 0;
+    }
+
+    /** As {@link #acc4F16}, bf16 rows (low halves {@code v << 16}, high halves {@code v & 0xFFFF0000}). */
+    private static void acc4Bf16(MemorySegment w, long o0, long o1, long o2, long o3,
+                                 float h0, float h1, float h2, float h3, int len, float[] acc, int a) {
+        FloatVector g0 = FloatVector.broadcast(F, h0);
+        FloatVector g1 = FloatVector.broadcast(F, h1);
+        FloatVector g2 = FloatVector.broadcast(F, h2);
+        FloatVector g3 = FloatVector.broadcast(F, h3);
+        int j = 0;
+        for (int bound = len - len % (2 * L); j < bound; j += 2 * L) {
+            long b = 2L * j;
+            IntVector v0 = IntVector.fromMemorySegment(I, w, o0 + b, LE);
+            IntVector v1 = IntVector.fromMemorySegment(I, w, o1 + b, LE);
+            IntVector v2 = IntVector.fromMemorySegment(I, w, o2 + b, LE);
+            IntVector v3 = IntVector.fromMemorySegment(I, w, o3 + b, LE);
+            FloatVector e = FloatVector.fromArray(F, acc, a + j);
+            FloatVector o = FloatVector.fromArray(F, acc, a + j + L);
+            e = v0.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats().fma(g0, e);
+            o = v0.and(BF16_HIGH).reinterpretAsFloats().fma(g0, o);
+            e = v1.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats().fma(g1, e);
+            o = v1.and(BF16_HIGH).reinterpretAsFloats().fma(g1, o);
+            e = v2.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats().fma(g2, e);
+            o = v2.and(BF16_HIGH).reinterpretAsFloats().fma(g2, o);
+            e = v3.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats().fma(g3, e);
+            o = v3.and(BF16_HIGH).reinterpretAsFloats().fma(g3, o);
+            e.intoArray(acc, a + j);
+            o.intoArray(acc, a + j + L);
+        }
+        for (; j < len; j++) {
+            long b = 2L * j;
+            acc[a + j] += h0 * bf16(w, o0 + b) + h1 * bf16(w, o1 + b) + h2 * bf16(w, o2 + b) + h3 * bf16(w, o3 + b);
+        }
+    }
+
+    private static void acc1Bf16(MemorySegment w, long o0, float h, int len, float[] acc, int a) {
+        FloatVector g = FloatVector.broadcast(F, h);
+        int j = 0;
+        for (int bound = len - len % (2 * L); j < bound; j += 2 * L) {
+            IntVector v = IntVector.fromMemorySegment(I, w, o0 + 2L * j, LE);
+            v.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats()
+                    .fma(g, FloatVector.fromArray(F, acc, a + j)).intoArray(acc, a + j);
+            v.and(BF16_HIGH).reinterpretAsFloats()
+                    .fma(g, FloatVector.fromArray(F, acc, a + j + L)).intoArray(acc, a + j + L);
+        }
+        for (; j < len; j++) {
+            acc[a + j] += h * bf16(w, o0 + 2L * j);
         }
     }
 

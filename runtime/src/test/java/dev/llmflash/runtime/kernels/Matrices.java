@@ -29,17 +29,52 @@ final class Matrices {
     }
 
     static void store(MemorySegment m, DType dt, long i, float v) {
+        storeAt(m, dt, i * dt.bytes(), v);
+    }
+
+    /** Stores v rounded to dt at byte {@code b} of m (any alignment). */
+    static void storeAt(MemorySegment m, DType dt, long b, float v) {
         switch (dt) {
-            case F32 -> m.setAtIndex(ValueLayout.JAVA_FLOAT_UNALIGNED, i, v);
-            case F16 -> m.setAtIndex(ValueLayout.JAVA_SHORT_UNALIGNED, i, Float.floatToFloat16(v));
+            case F32 -> m.set(ValueLayout.JAVA_FLOAT_UNALIGNED, b, v);
+            case F16 -> m.set(ValueLayout.JAVA_SHORT_UNALIGNED, b, Float.floatToFloat16(v));
             // Round to nearest even, as a converter would (truncation would do too: any bf16 is fine).
+            // NaN stays NaN (its quiet bit is in the upper half).
             case BF16 -> {
-                int b = Float.floatToRawIntBits(v);
-                b += 0x7fff + ((b >>> 16) & 1);
-                m.setAtIndex(ValueLayout.JAVA_SHORT_UNALIGNED, i, (short) (b >>> 16));
+                int bits = Float.floatToRawIntBits(v);
+                if (!Float.isNaN(v)) {
+                    bits += 0x7fff + ((bits >>> 16) & 1);
+                }
+                m.set(ValueLayout.JAVA_SHORT_UNALIGNED, b, (short) (bits >>> 16));
             }
             default -> throw new IllegalArgumentException(dt.toString());
         }
+    }
+
+    /**
+     * A block of r rows at {@code stride} bytes, every byte 0x7f junk (f16 NaN, a huge bf16 or f32)
+     * until {@link #fillRows} writes matrices into it.
+     */
+    static MemorySegment rowBlock(Arena arena, int r, long stride) {
+        MemorySegment whole = arena.allocate(Math.max(1, r * stride), 64);
+        whole.fill((byte) 0x7f);
+        return whole;
+    }
+
+    /**
+     * Writes an r x c matrix of {@code values} rounded to dt into {@code block}, row i at byte
+     * {@code offset + i * stride}, and returns the slice the kernels get: from {@code offset} to right
+     * after the last row's c elements, so that reading past them fails.
+     */
+    static MemorySegment fillRows(MemorySegment block, DType dt, int r, int c, long stride, long offset,
+                                  DoubleSupplier values) {
+        long size = r == 0 ? 0 : (r - 1) * stride + (long) c * dt.bytes();
+        MemorySegment m = block.asSlice(offset, size);
+        for (int i = 0; i < r; i++) {
+            for (int j = 0; j < c; j++) {
+                storeAt(m, dt, i * stride + (long) j * dt.bytes(), (float) values.getAsDouble());
+            }
+        }
+        return m;
     }
 
     static DoubleSupplier gaussian(long seed) {
