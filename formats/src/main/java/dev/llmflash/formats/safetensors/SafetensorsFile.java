@@ -109,16 +109,18 @@ public final class SafetensorsFile implements Checkpoint {
 
     private final Path file;
     private final Arena arena;
+    private final MemorySegment mapping;
     private final long headerLength;
     private final Map<String, Tensor> tensors;
     private final SortedSet<String> names;
     private final Map<String, String> metadata;
     private final AtomicBoolean closed = new AtomicBoolean();
 
-    private SafetensorsFile(Path file, Arena arena, long headerLength, Map<String, Tensor> tensors,
-                            Map<String, String> metadata) {
+    private SafetensorsFile(Path file, Arena arena, MemorySegment mapping, long headerLength,
+                            Map<String, Tensor> tensors, Map<String, String> metadata) {
         this.file = file;
         this.arena = arena;
+        this.mapping = mapping;
         this.headerLength = headerLength;
         this.tensors = tensors;
         this.names = Collections.unmodifiableSortedSet(new TreeSet<>(tensors.keySet()));
@@ -200,7 +202,7 @@ public final class SafetensorsFile implements Checkpoint {
         for (Entry e : entries) {
             tensors.put(e.name, new Tensor(e.name, e.dtype, e.shape, data.asSlice(e.begin, e.end - e.begin)));
         }
-        return new SafetensorsFile(file, arena, n, Collections.unmodifiableMap(tensors), metadata);
+        return new SafetensorsFile(file, arena, mapping, n, Collections.unmodifiableMap(tensors), metadata);
     }
 
     private static JsonNode readHeaderJson(Path file, MemorySegment header) {
@@ -401,6 +403,17 @@ public final class SafetensorsFile implements Checkpoint {
     /** N, the header's length in bytes; the data buffer starts at file byte {@code 8 + N}. */
     public long headerLength() {
         return headerLength;
+    }
+
+    /**
+     * The absolute byte offset in the file of the named tensor's first byte: {@code 8 + N + begin}
+     * (the llmflash bundle manifest records it, and {@code Bundle.open} compares the two).
+     *
+     * @throws FormatException if the file has no such tensor
+     */
+    public long fileOffset(String name) {
+        // Every tensor is a slice of the one mapping, so the address difference is the file offset.
+        return tensor(name).data().address() - mapping.address();
     }
 
     /** Unmaps the file; the tensors handed out become invalid. Idempotent; must not race with readers. */
