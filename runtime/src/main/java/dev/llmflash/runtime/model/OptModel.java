@@ -212,7 +212,6 @@ public final class OptModel implements LanguageModel {
         w.lmHead().applyAt(k, in, count, logits, dst);
     }
 
-
     private void normRows(float[] in, float[] out, int m, float[] g, float[] b, float eps, boolean apply) {
         int d = cfg.hiddenSize();
         if (!apply) {
@@ -224,8 +223,6 @@ public final class OptModel implements LanguageModel {
         for (int t = 0; t < m; t++) {
             Ops.layerNorm(in, t * d, out, t * d, d, g, b, eps);
         }
-    }
-
     }
 
     @Override
