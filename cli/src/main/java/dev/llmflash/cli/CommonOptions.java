@@ -4,7 +4,7 @@ import picocli.CommandLine.Option;
 
 /** Options every command that runs a model takes. */
 final class CommonOptions {
-    @Option(names = "--model", required = true, paramLabel = "DIR", description = "A Hugging Face model folder (OPT or Falcon).")
+    @Option(names = "--model", required = true, paramLabel = "DIR", description = "A bundle (llmflash convert) or a Hugging Face model folder (OPT or Falcon).")
     java.nio.file.Path model;
 
     @Option(names = "--mode", paramLabel = "MODE", description = "dense | naive | hybrid | flash (default: ${DEFAULT-VALUE}; only dense exists so far).")

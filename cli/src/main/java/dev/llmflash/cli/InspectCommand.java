@@ -1,6 +1,9 @@
 package dev.llmflash.cli;
 
 import dev.llmflash.formats.LlmflashException;
+import dev.llmflash.formats.bundle.Bundle;
+import dev.llmflash.formats.bundle.BundleManifest;
+import dev.llmflash.runtime.budget.MemoryPlan;
 import dev.llmflash.formats.checkpoint.Checkpoint;
 import dev.llmflash.formats.hf.FalconConfig;
 import dev.llmflash.formats.hf.HfCheckpoint;
@@ -21,15 +24,17 @@ import java.util.Map;
 import java.util.concurrent.Callable;
 
 @Command(name = "inspect", mixinStandardHelpOptions = true,
-        description = "Describe a Hugging Face model folder: architecture, tensors, sizes; --verify reads every value.")
+        description = {"Describe a bundle or a Hugging Face model folder: architecture, tensors, sizes.",
+                "For a bundle: resident vs flash bytes and the DRAM split at budgets of 100/75/50/25% of the model;"
+                        + " --verify checks every checksum. For an HF folder: --verify reads every value and checks it is finite."})
 final class InspectCommand implements Callable<Integer> {
     @CommandLine.Spec
     CommandLine.Model.CommandSpec spec;
 
-    @Parameters(paramLabel = "DIR", description = "A Hugging Face model folder.")
+    @Parameters(paramLabel = "DIR", description = "A bundle (llmflash convert) or a Hugging Face model folder.")
     Path dir;
 
-    @Option(names = "--verify", description = "Read every tensor value and check that all are finite.")
+    @Option(names = "--verify", description = "Bundle: check every checksum. HF folder: read every value, check all are finite.")
     boolean verify;
 
     @Option(names = "--tensors", description = "List every tensor (name, dtype, shape).")
@@ -43,6 +48,76 @@ final class InspectCommand implements Callable<Integer> {
 
     @Override
     public Integer call() {
+        return Bundle.looksLikeBundle(dir) ? bundle() : huggingFace();
+    }
+
+    private int bundle() {
+        PrintWriter out = spec.commandLine().getOut();
+        try (Bundle b = Bundle.open(dir)) {
+            if (verify) {
+                b.verify();
+            }
+            BundleManifest m = b.manifest();
+            ModelConfig c = b.config();
+            long resident = m.resident().size();
+            long flash = m.ffn().size();
+            int context = MemoryPlan.defaultContext(c);
+            Map<String, Object> j = new LinkedHashMap<>();
+            j.put("path", dir.toString());
+            j.put("kind", "bundle");
+            j.put("format_version", BundleManifest.VERSION);
+            j.put("config", configMap(c));
+            j.put("dtype", m.dtype().name());
+            j.put("layout", m.ffn().layout().name().toLowerCase());
+            j.put("bundle_stride", m.ffn().bundleStride());
+            j.put("alignment", m.ffn().alignment());
+            j.put("resident_bytes", resident);
+            j.put("flash_bytes", flash);
+            j.put("fingerprint", m.fingerprint());
+            j.put("source", m.source().path());
+            java.util.List<Map<String, Object>> plans = new java.util.ArrayList<>();
+            for (int pct : new int[] {100, 75, 50, 25}) {
+                MemoryPlan p = MemoryPlan.of(c, resident, flash, (resident + flash) * pct / 100, context);
+                Map<String, Object> row = new LinkedHashMap<>();
+                row.put("budget_percent", pct);
+                row.put("budget_bytes", p.budgetBytes());
+                row.put("resident_bytes", p.residentBytes());
+                row.put("kv_cache_bytes", p.kvCacheBytes());
+                row.put("ffn_cache_bytes", p.ffnCacheBytes());
+                row.put("ffn_cached_fraction", p.ffnCachedFraction());
+                row.put("fits", p.fits());
+                plans.add(row);
+            }
+            j.put("kv_context_tokens", context);
+            j.put("budgets", plans);
+            if (verify) {
+                j.put("verified", true);
+            }
+            if (json) {
+                out.println(Json.write(j));
+                return 0;
+            }
+            out.printf("%s: llmflash bundle v%d, %s, %s layout (bundle stride %,d bytes, alignment %d)%n", dir,
+                    BundleManifest.VERSION, m.dtype(), j.get("layout"), m.ffn().bundleStride(), m.ffn().alignment());
+            configMap(c).forEach((k, v) -> out.printf("  %-22s %s%n", k, v));
+            out.printf("  %-22s %,d bytes (embeddings, attention, norms, biases: always in DRAM)%n", "resident", resident);
+            out.printf("  %-22s %,d bytes (FFN, streamed from flash)%n", "flash", flash);
+            out.printf("  DRAM at a budget of (KV cache for %d tokens, f32):%n", context);
+            out.printf("    %-8s %16s %16s %16s %18s%n", "budget", "bytes", "KV cache", "FFN cache", "FFN cached");
+            for (Map<String, Object> row : plans) {
+                boolean fits = (Boolean) row.get("fits");
+                out.printf("    %-8s %,16d %,16d %,16d %18s%n", row.get("budget_percent") + "%", (Long) row.get("budget_bytes"),
+                        (Long) row.get("kv_cache_bytes"), (Long) row.get("ffn_cache_bytes"),
+                        fits ? String.format("%.0f%%", 100 * (Double) row.get("ffn_cached_fraction")) : "does not fit");
+            }
+            if (verify) {
+                out.println("  verified: every checksum matches");
+            }
+        }
+        return 0;
+    }
+
+    private int huggingFace() {
         PrintWriter out = spec.commandLine().getOut();
         try (HfCheckpoint hf = HfCheckpoint.open(dir)) {
             Checkpoint w = hf.weights();
