@@ -81,7 +81,7 @@ final class ChunkPipeline implements AutoCloseable {
         if (dtype != DType.F16 && dtype != DType.BF16 && dtype != DType.F32) {
             throw new IllegalArgumentException("synth writes F16, BF16 or F32, not " + dtype);
         }
-        if (threads < 1 || chunkBytes < dtype.bytes()) {
+        if (threads < 1 || chunkBytes < dtype.bytes() || chunkBytes > (1L << 30)) {
             throw new IllegalArgumentException("threads " + threads + ", chunk bytes " + chunkBytes);
         }
         this.items = List.copyOf(items);

@@ -35,15 +35,19 @@ import java.util.stream.Stream;
  * {@link SeededNormal} values with HF's initialization standard deviation ({@code init_std} /
  * {@code initializer_range}, 0.02), keyed by (seed, tensor name); layer-norm weights are 1; biases 0.
  * That keeps activations finite however deep the model: every block reads a layer-normalized input
- * (unit variance per channel), its matrices have gain 0.02 sqrt(fan_in) (1.3 at d = 4096, 2.6 for
- * fc2's 16384 inputs), so each block adds a bounded amount of variance to the residual stream: it grows
- * linearly with depth (OPT-6.7B: standard deviation ~16 after 32 layers), not exponentially, and the
- * final layer norm brings it back to 1 before the LM head. With {@code --ffn-active} the FFN gets
- * planted ReLU sparsity ({@link FfnPlanting}).
+ * (unit variance per channel) and its matrices have gain 0.02 sqrt(fan_in) (1.3 at d = 4096, 2.6 for
+ * fc2's 16384 inputs), so each block adds a bounded amount of variance to the residual stream, which
+ * grows linearly with depth, not exponentially; the final layer norm brings it back to 1 before the
+ * LM head, whose logits then have standard deviation 0.02 sqrt(d) (measured on a synthesized
+ * OPT-6.7B through the runtime: 1.279, max |logit| 6.6, all finite). With {@code --ffn-active} the
+ * FFN gets planted ReLU sparsity ({@link FfnPlanting}).
  *
  * <p>Deterministic: the same options give byte-identical files, whatever the thread count.
  * Streaming: tensors are produced chunk by chunk by a {@link ChunkPipeline} (8 MiB chunks, a few per
  * thread in memory) straight into {@link SafetensorsWriter}; no tensor is ever whole on the heap.
+ * Measured on the 2-core, 24 GB dev VM: opt-6.7b (13.32 GB of f16 in 7 shards) in 40 s, 0.33 GB/s,
+ * 355 MB peak RSS, 5.9 s of user CPU: the disk's sequential write speed (dd there: 0.35 GB/s); the
+ * generator alone makes ~4 GB/s of f16 per core.
  * Atomic: everything is written into a hidden sibling folder that is renamed to the output at the
  * end; on failure it is deleted and the output is untouched. An existing output is refused unless
  * {@code force}, which replaces it only if it is a model folder (has config.json) or empty.
