@@ -255,27 +255,6 @@ class SynthTest {
         assertFalse(Files.exists(dir));
     }
 
-    @Test
-    void mainWritesAFolderAndReportsUsageErrors(@TempDir Path tmp) throws IOException {
-        var out = new java.io.ByteArrayOutputStream();
-        var err = new java.io.ByteArrayOutputStream();
-        int rc = SynthMain.run(new String[] {"--shape", "opt-test", "--output", tmp.resolve("m").toString(), "--seed", "3",
-                "--dtype", "bf16", "--shard-size", "1MB"}, new java.io.PrintStream(out), new java.io.PrintStream(err));
-        assertEquals(0, rc, err.toString());
-        assertTrue(out.toString().contains("3,448,704 parameters"), out.toString());
-        JsonNode synth = JSON.readTree(tmp.resolve("m").resolve(Synth.SYNTH_JSON).toFile());
-        assertEquals(3, synth.get("seed").asInt());
-        assertEquals("BF16", synth.get("dtype").asText());
-        assertEquals(2, SynthMain.run(new String[] {"--shape", "opt-test"}, new java.io.PrintStream(out),
-                new java.io.PrintStream(err)));
-        assertEquals(1, SynthMain.run(new String[] {"--shape", "opt-test", "--output", tmp.resolve("m").toString()},
-                new java.io.PrintStream(out), new java.io.PrintStream(err)));
-        assertEquals(2_000_000_000L, SynthMain.size("2GB"));
-        assertEquals(1L << 30, SynthMain.size("1GiB"));
-        assertEquals(500_000_000L, SynthMain.size("500MB"));
-        assertEquals(1234L, SynthMain.size("1234"));
-    }
-
     private static List<String> fileNames(Path dir) throws IOException {
         try (Stream<Path> s = Files.list(dir)) {
             return s.map(p -> p.getFileName().toString()).sorted().toList();
