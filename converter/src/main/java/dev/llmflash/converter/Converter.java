@@ -177,6 +177,10 @@ public final class Converter {
     private static void checkOutput(ConvertOptions options) {
         Path output = options.output();
         Path parent = output.getParent();
+        if (Files.exists(parent) && !Files.isDirectory(parent)) {
+            throw new LlmflashException("cannot create the bundle " + output + ": " + parent
+                    + " is a file, not a folder (choose another output)");
+        }
         if (!Files.isDirectory(parent)) {
             throw new LlmflashException("cannot create the bundle " + output + ": the folder " + parent
                     + " does not exist (create it first, or choose another output)");

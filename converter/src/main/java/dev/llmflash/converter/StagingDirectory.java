@@ -152,7 +152,8 @@ final class StagingDirectory implements AutoCloseable {
         }
     }
 
-    private void onShutdown() {
+    /** What the shutdown hook does; package-private so tests can run it without ending the JVM. */
+    void onShutdown() {
         cancelled = true;
         Path old = asideOld;
         if (old != null && !Files.exists(target, LinkOption.NOFOLLOW_LINKS)) {
