@@ -255,4 +255,64 @@ class CliTest {
         assertTrue(j.get("perplexity").asDouble() > 1 && j.get("perplexity").asDouble() < 1000, r.out());
         assertEquals(j.get("windows").asInt() * 255, j.get("scored_tokens").asInt());
     }
+
+    // ---- bundles: convert, inspect, run; synth ----
+
+    @Test
+    void convertInspectAndGenerateFromABundle() throws IOException {
+        JsonNode ref = reference("falcon-mini-relu", 1);
+        Path bundle = tmp.resolve("falcon.bundle");
+        Run c = run("convert", "--input", TestData.model("falcon-mini-relu").toString(), "--output", bundle.toString(), "--json");
+        assertEquals(0, c.code(), c.err());
+        assertTrue(new ObjectMapper().readTree(c.out()).get("bytes_written").asLong() > 7_000_000);
+        Run again = run("convert", "--input", TestData.model("falcon-mini-relu").toString(), "--output", bundle.toString());
+        assertEquals(Main.EXIT_ERROR, again.code());
+        assertTrue(again.err().contains("--force"), again.err());
+
+        Run i = run("inspect", bundle.toString(), "--verify", "--json");
+        assertEquals(0, i.code(), i.err());
+        JsonNode j = new ObjectMapper().readTree(i.out());
+        assertEquals("bundle", j.get("kind").asText());
+        assertTrue(j.get("verified").asBoolean());
+        assertEquals(4, j.get("budgets").size());
+        assertTrue(j.get("resident_bytes").asLong() > 0 && j.get("flash_bytes").asLong() > 0);
+
+        Run g = run("generate", "--model", bundle.toString(), "--prompt", ref.get("text").asText(), "--max-tokens", "32", "--json");
+        assertEquals(0, g.code(), g.err());
+        assertEquals(ref.get("greedy_new_ids"), new ObjectMapper().readTree(g.out()).get("generated_ids"));
+    }
+
+    @Test
+    void corruptBundleIsNamedByVerify() throws IOException {
+        Path bundle = tmp.resolve("opt.bundle");
+        assertEquals(0, run("convert", "--input", TestData.model("opt-mini").toString(), "--output", bundle.toString(),
+                "--layout", "split", "--dtype", "f32").code());
+        Path ffn = bundle.resolve("ffn.bin");
+        try (FileChannel ch = FileChannel.open(ffn, StandardOpenOption.READ, StandardOpenOption.WRITE)) {
+            ByteBuffer b = ByteBuffer.allocate(1);
+            long pos = ch.size() - 1000; // inside the last layer's block
+            ch.read(b, pos);
+            b.put(0, (byte) (b.get(0) ^ 0x10)).rewind();
+            ch.write(b, pos);
+        }
+        Run v = run("inspect", bundle.toString(), "--verify");
+        assertEquals(Main.EXIT_ERROR, v.code());
+        assertEquals(1, v.err().strip().lines().count(), v.err());
+        assertTrue(v.err().contains("ffn.bin") && v.err().contains("layer 5"), v.err());
+    }
+
+    @Test
+    void synthWritesARunnableCheckpoint() throws IOException {
+        Path out = tmp.resolve("tiny-synth");
+        Run s = run("synth", "--shape", "falcon-test", "--output", out.toString(), "--seed", "5");
+        assertEquals(0, s.code(), s.err());
+        Run g = run("generate", "--model", out.toString(), "--prompt", "Hello", "--max-tokens", "4", "--json");
+        assertEquals(0, g.code(), g.err());
+        assertEquals(4, new ObjectMapper().readTree(g.out()).get("generated_ids").size());
+        Run bad = run("synth", "--shape", "gpt-5", "--output", tmp.resolve("x").toString());
+        assertEquals(Main.EXIT_ERROR, bad.code());
+        assertTrue(bad.err().contains("gpt-5"), bad.err());
+        Run list = run("synth", "--list");
+        assertTrue(list.out().contains("opt-6.7b"), list.out());
+    }
 }
