@@ -23,6 +23,12 @@ public record NeuronMajorFfn(MemorySegment up, MemorySegment down, DType dtype, 
 
     @Override
     public void forward(Kernels k, float[] x, int m, float[] h, float[] out) {
+        upActivate(k, x, m, h);
+        downAccumulate(k, h, m, out);
+    }
+
+    /** h = act(up x + b_up): m x f activations. */
+    public void upActivate(Kernels k, float[] x, int m, float[] h) {
         if (m == 1) {
             k.matvecStrided(up, dtype, neurons, d, stride, x, h);
         } else {
@@ -30,6 +36,10 @@ public record NeuronMajorFfn(MemorySegment up, MemorySegment down, DType dtype, 
         }
         Ops.addBias(h, m, neurons, upBias);
         act.apply(h, 0, m * neurons);
+    }
+
+    /** out = sum_i h_i down_i + b_down over the neurons with h_i != 0 (their rows only are read). */
+    public void downAccumulate(Kernels k, float[] h, int m, float[] out) {
         Arrays.fill(out, 0, m * d, 0f);
         if (m == 1) {
             k.matvecTransposedAcc(down, dtype, neurons, d, stride, h, out);

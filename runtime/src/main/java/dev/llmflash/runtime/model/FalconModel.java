@@ -6,6 +6,7 @@ import dev.llmflash.formats.hf.FalconConfig;
 import dev.llmflash.runtime.ffn.Activation;
 import dev.llmflash.runtime.ffn.Ffn;
 import dev.llmflash.runtime.ffn.FfnSource;
+import dev.llmflash.runtime.ffn.FfnWrapper;
 import dev.llmflash.runtime.kernels.Kernels;
 
 /**
@@ -41,12 +42,13 @@ public final class FalconModel implements LanguageModel {
      * @param ckpt  every tensor but the FFN matrices, under HF names
      * @param ffns  the FFN weights (from the same checkpoint, or a bundle's FFN file)
      * @param owner closed with the model (the checkpoint or bundle); may be null
+     * @param wrap  applied to each layer's FFN as it is built ({@link FfnWrapper#NONE}: as loaded)
      */
-    public FalconModel(FalconConfig cfg, Checkpoint ckpt, FfnSource ffns, AutoCloseable owner, Kernels k) {
+    public FalconModel(FalconConfig cfg, Checkpoint ckpt, FfnSource ffns, AutoCloseable owner, Kernels k, FfnWrapper wrap) {
         this.cfg = cfg;
         this.owner = owner;
         this.k = k;
-        this.w = load(cfg, ckpt, ffns);
+        this.w = load(cfg, ckpt, ffns, wrap);
         int hd = cfg.headDim();
         this.invFreq = new float[hd / 2];
         for (int i = 0; i < hd / 2; i++) {
@@ -55,7 +57,7 @@ public final class FalconModel implements LanguageModel {
         }
     }
 
-    private static Weights load(FalconConfig c, Checkpoint ckpt, FfnSource ffns) {
+    private static Weights load(FalconConfig c, Checkpoint ckpt, FfnSource ffns, FfnWrapper wrap) {
         String p = "transformer.";
         if (!ckpt.contains(p + "word_embeddings.weight")) {
             throw new FormatException(ckpt.location(), "has no tensor 'transformer.word_embeddings.weight'",
@@ -85,9 +87,9 @@ public final class FalconModel implements LanguageModel {
                     bias(c, ckpt, l + "self_attention.query_key_value.bias", c.qkvRows()),
                     Matrix.load(ckpt, l + "self_attention.dense.weight", d, d),
                     bias(c, ckpt, l + "self_attention.dense.bias", d),
-                    ffns.layer(i, l + "mlp.dense_h_to_4h.weight", l + "mlp.dense_4h_to_h.weight", f, d,
+                    wrap.wrap(i, ffns.layer(i, l + "mlp.dense_h_to_4h.weight", l + "mlp.dense_4h_to_h.weight", f, d,
                             bias(c, ckpt, l + "mlp.dense_h_to_4h.bias", f), bias(c, ckpt, l + "mlp.dense_4h_to_h.bias", d),
-                            Activation.of(c.activation())));
+                            Activation.of(c.activation()))));
         }
         Matrix head = c.tieWordEmbeddings() ? embed : Matrix.load(ckpt, "lm_head.weight", v, d);
         return new Weights(embed, layers, Matrix.vector(ckpt, p + "ln_f.weight", d), Matrix.vector(ckpt, p + "ln_f.bias", d), head);

@@ -9,6 +9,7 @@ import dev.llmflash.formats.hf.OptConfig;
 import dev.llmflash.runtime.ffn.BundleFfnSource;
 import dev.llmflash.runtime.ffn.CheckpointFfnSource;
 import dev.llmflash.runtime.ffn.FfnSource;
+import dev.llmflash.runtime.ffn.FfnWrapper;
 import dev.llmflash.runtime.kernels.Kernels;
 
 import java.nio.file.Path;
@@ -23,26 +24,36 @@ public final class Models {
      * weight memory-mapped. The model owns what it opened; the caller owns {@code kernels}.
      */
     public static LanguageModel open(Path dir, Kernels kernels) {
-        return Bundle.looksLikeBundle(dir) ? openBundle(dir, kernels) : openHf(dir, kernels);
+        return open(dir, kernels, FfnWrapper.NONE);
+    }
+
+    /** As {@link #open(Path, Kernels)}, with each layer's FFN passed through {@code wrap}. */
+    public static LanguageModel open(Path dir, Kernels kernels, FfnWrapper wrap) {
+        return Bundle.looksLikeBundle(dir) ? openBundle(dir, kernels, wrap) : openHf(dir, kernels, wrap);
     }
 
     /** An HF folder: FFN matrices in HF's layout. */
     public static LanguageModel openHf(Path dir, Kernels kernels) {
+        return openHf(dir, kernels, FfnWrapper.NONE);
+    }
+
+    public static LanguageModel openHf(Path dir, Kernels kernels, FfnWrapper wrap) {
         HfCheckpoint hf = HfCheckpoint.open(dir);
-        return build(hf.config(), hf.weights(), new CheckpointFfnSource(hf.weights()), hf, kernels);
+        return build(hf.config(), hf.weights(), new CheckpointFfnSource(hf.weights()), hf, kernels, wrap);
     }
 
     /** A bundle: resident weights from resident.safetensors, the FFN neuron-major from ffn.bin. */
-    public static LanguageModel openBundle(Path dir, Kernels kernels) {
+    public static LanguageModel openBundle(Path dir, Kernels kernels, FfnWrapper wrap) {
         Bundle b = Bundle.open(dir);
-        return build(b.config(), b.resident(), new BundleFfnSource(b.ffn()), b, kernels);
+        return build(b.config(), b.resident(), new BundleFfnSource(b.ffn()), b, kernels, wrap);
     }
 
-    private static LanguageModel build(ModelConfig config, Checkpoint weights, FfnSource ffns, AutoCloseable owner, Kernels k) {
+    private static LanguageModel build(ModelConfig config, Checkpoint weights, FfnSource ffns, AutoCloseable owner, Kernels k,
+                                       FfnWrapper wrap) {
         try {
             return switch (config) {
-                case OptConfig c -> new OptModel(c, weights, ffns, owner, k);
-                case FalconConfig c -> new FalconModel(c, weights, ffns, owner, k);
+                case OptConfig c -> new OptModel(c, weights, ffns, owner, k, wrap);
+                case FalconConfig c -> new FalconModel(c, weights, ffns, owner, k, wrap);
             };
         } catch (RuntimeException e) {
             closeOwner(owner);

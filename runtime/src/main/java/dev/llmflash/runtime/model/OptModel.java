@@ -6,6 +6,7 @@ import dev.llmflash.formats.hf.OptConfig;
 import dev.llmflash.runtime.ffn.Activation;
 import dev.llmflash.runtime.ffn.Ffn;
 import dev.llmflash.runtime.ffn.FfnSource;
+import dev.llmflash.runtime.ffn.FfnWrapper;
 import dev.llmflash.runtime.kernels.Kernels;
 
 /**
@@ -43,15 +44,16 @@ public final class OptModel implements LanguageModel {
      * @param ckpt  every tensor but the FFN matrices, under HF names
      * @param ffns  the FFN weights (from the same checkpoint, or a bundle's FFN file)
      * @param owner closed with the model (the checkpoint or bundle); may be null
+     * @param wrap  applied to each layer's FFN as it is built ({@link FfnWrapper#NONE}: as loaded)
      */
-    public OptModel(OptConfig cfg, Checkpoint ckpt, FfnSource ffns, AutoCloseable owner, Kernels k) {
+    public OptModel(OptConfig cfg, Checkpoint ckpt, FfnSource ffns, AutoCloseable owner, Kernels k, FfnWrapper wrap) {
         this.cfg = cfg;
         this.owner = owner;
         this.k = k;
-        this.w = load(cfg, ckpt, ffns);
+        this.w = load(cfg, ckpt, ffns, wrap);
     }
 
-    private static Weights load(OptConfig c, Checkpoint ckpt, FfnSource ffns) {
+    private static Weights load(OptConfig c, Checkpoint ckpt, FfnSource ffns, FfnWrapper wrap) {
         String p;
         if (ckpt.contains("model.decoder.embed_tokens.weight")) {
             p = "model.decoder.";
@@ -76,8 +78,8 @@ public final class OptModel implements LanguageModel {
                     Matrix.load(ckpt, l + "self_attn.v_proj.weight", d, d), bias(c, ckpt, l + "self_attn.v_proj.bias", d),
                     Matrix.load(ckpt, l + "self_attn.out_proj.weight", d, d), bias(c, ckpt, l + "self_attn.out_proj.bias", d),
                     norm(c, ckpt, l + "final_layer_norm.weight", d), norm(c, ckpt, l + "final_layer_norm.bias", d),
-                    ffns.layer(i, l + "fc1.weight", l + "fc2.weight", f, d, bias(c, ckpt, l + "fc1.bias", f),
-                            bias(c, ckpt, l + "fc2.bias", d), Activation.of(c.activation())));
+                    wrap.wrap(i, ffns.layer(i, l + "fc1.weight", l + "fc2.weight", f, d, bias(c, ckpt, l + "fc1.bias", f),
+                            bias(c, ckpt, l + "fc2.bias", d), Activation.of(c.activation()))));
         }
         float[] fw = c.finalLayerNorm() ? norm(c, ckpt, p + "final_layer_norm.weight", d) : null;
         float[] fb = c.finalLayerNorm() ? norm(c, ckpt, p + "final_layer_norm.bias", d) : null;

@@ -1,0 +1,76 @@
+package dev.llmflash.runtime.ffn;
+
+import dev.llmflash.formats.predictor.LayerPredictor;
+import dev.llmflash.runtime.kernels.Kernels;
+import dev.llmflash.runtime.kernels.VectorOps;
+
+import java.util.concurrent.atomic.LongAdder;
+
+/**
+ * The FFN computed only on the neurons a predictor selects: neuron i contributes iff
+ * {@code sigmoid(B (A x) + c)_i > threshold}, i.e. iff {@code z_i > logit(threshold)}. Every other
+ * neuron's activation is taken as 0, so its down-projection row is not even read. This is exactly the
+ * output the flash runtime produces (it loads only these neurons); here all up rows are still read,
+ * so it measures quality, not speed. Legend: d = model width, f = neurons, r = rank, m = rows.
+ */
+public final class PredictedFfn implements Ffn {
+    private final NeuronMajorFfn inner;
+    private final LayerPredictor p;
+    private final float logitThreshold;
+    private final LongAdder selected = new LongAdder();
+    private final LongAdder considered = new LongAdder();
+
+    public PredictedFfn(NeuronMajorFfn inner, LayerPredictor p) {
+        if (p.dense()) {
+            throw new IllegalArgumentException("layer " + p.layer() + " is dense: use the FFN itself");
+        }
+        if (p.inputs() != inner.d() || p.neurons() != inner.neurons()) {
+            throw new IllegalArgumentException("predictor of layer " + p.layer() + " is " + p.inputs() + " -> " + p.neurons()
+                    + " but the FFN is " + inner.d() + " -> " + inner.neurons());
+        }
+        this.inner = inner;
+        this.p = p;
+        double t = p.threshold();
+        this.logitThreshold = (float) Math.log(t / (1 - t));
+    }
+
+    @Override
+    public int neurons() {
+        return inner.neurons();
+    }
+
+    @Override
+    public void forward(Kernels k, float[] x, int m, float[] h, float[] out) {
+        int d = inner.d(), f = inner.neurons(), r = p.rank();
+        float[] a = p.a(), b = p.b(), c = p.c();
+        inner.upActivate(k, x, m, h);
+        float[] low = new float[r];
+        long kept = 0;
+        for (int t = 0; t < m; t++) {
+            for (int j = 0; j < r; j++) {
+                low[j] = VectorOps.dot(a, j * d, x, t * d, d);
+            }
+            int row = t * f;
+            for (int i = 0; i < f; i++) {
+                if (VectorOps.dot(b, i * r, low, 0, r) + c[i] > logitThreshold) {
+                    kept++;
+                } else {
+                    h[row + i] = 0f;
+                }
+            }
+        }
+        selected.add(kept);
+        considered.add((long) m * f);
+        inner.downAccumulate(k, h, m, out);
+    }
+
+    /** Fraction of (token, neuron) pairs the predictor selected so far. */
+    public double selectedFraction() {
+        long n = considered.sum();
+        return n == 0 ? 0 : (double) selected.sum() / n;
+    }
+
+    public LayerPredictor predictor() {
+        return p;
+    }
+}
