@@ -167,12 +167,12 @@ public final class Kernels implements AutoCloseable {
      * <p>Work split: the active rows are cut into chunks that the threads claim; each thread sums its
      * rows into a private c-vector and the caller adds those into y at the end. The alternative, each
      * thread owning a column range of y and reading its slice of every active row, needs no reduction
-     * was slower or no faster (f16, d = 4096, 16384 neurons at 16 KB stride, 2 threads: with 4 column
-     * ranges per thread 1.5x slower at 3% active and 1.7-1.8x at 25% and 100%; with 1 per thread
-     * 1.0-1.7x slower at 3% and within 5% at 25-100%; d = 256, 1024 neurons: 1.1-2.2x slower).
-     * Problems of fewer than
-     * 4 x {@link #PARALLEL_MIN_ELEMENTS} multiply-adds (active rows x c) stay on the caller: a d = 256
-     * model's 256 active rows (64K) ran 1.1-1.5x slower split in two, 1024 rows broke even or gained.
+     * but was slower or no faster (f16, d = 4096, 16384 neurons at 16 KB stride, 2 threads: with 4
+     * column ranges per thread 1.5x slower at 3% active and 1.7-1.8x at 25% and 100%; with 1 per
+     * thread 1.0-1.7x slower at 3% and within 5% at 25-100%; d = 256, 1024 neurons: 1.06-2.2x slower;
+     * docs/BENCHMARKS.md). Problems of fewer than 4 x {@link #PARALLEL_MIN_ELEMENTS} multiply-adds
+     * (active rows x c) stay on the caller: a d = 256 model's 256 active rows (64K) ran 1.1-1.5x
+     * slower split in two, 1024 rows within 12% either way.
      * Inf/NaN f16 weights are detected and the sum redone exactly, so they reach y as IEEE arithmetic
      * says.
      */

@@ -77,6 +77,10 @@ public final class VectorKernels {
     private static final int HALF_PAIR_EXPONENTS = 0x7C00_7C00;
     private static final int HALF_PAIR_EXPONENT_ONE = 0x0400_0400;
     private static final int HALF_PAIR_CARRIES = 0x8000_8000;
+    /** The same for one half per lane (sign-extended to 32 bits). */
+    private static final int HALF_EXPONENT = 0x7C00;
+    private static final int HALF_EXPONENT_ONE = 0x0400;
+    private static final int HALF_CARRY = 0x8000;
     private static final int BF16_HIGH = 0xFFFF_0000;
     /**
      * Interleave an even vector e and an odd vector o back into column order (two-vector rearrange:
@@ -485,7 +489,7 @@ public final class VectorKernels {
      * out[u len + j] = the element j of the row at byte o_u, for u = 0..3 and j in [0, len): four rows
      * converted exactly as {@link #toF32At} does, but read in step, so that a thread keeps four
      * memory streams going: converting one row after the other made {@link #matmulAccumulateRows}
-     * 2-3x slower on scattered bundle rows (f16, d = 4096, 16 KB stride).
+     * 1.1-1.5x slower on scattered bundle rows (f16, d = 4096, 16 KB stride, n = 3 and 17).
      */
     static void toF32x4(MemorySegment w, DType dt, long o0, long o1, long o2, long o3, float[] out, int len) {
         int bound = F.loopBound(len);
@@ -501,21 +505,51 @@ public final class VectorKernels {
                 }
             }
             case F16 -> {
+                // loadF16 spelled out (see the C2 note: four calls of it here are not inlined, 6x
+                // slower), and e = 31 flagged instead of fixed per lane: (h & 0x7C00) + 0x0400 sets
+                // bit 15 iff the half is Inf/NaN; then the four rows are converted again exactly.
+                IntVector special = IntVector.zero(I);
                 for (; j < bound; j += L) {
                     long b = 2L * j;
-                    loadF16(w, o0 + b).intoArray(out, j);
-                    loadF16(w, o1 + b).intoArray(out, len + j);
-                    loadF16(w, o2 + b).intoArray(out, 2 * len + j);
-                    loadF16(w, o3 + b).intoArray(out, 3 * len + j);
+                    IntVector h0 = (IntVector) ShortVector.fromMemorySegment(S, w, o0 + b, LE)
+                            .convertShape(VectorOperators.S2I, I, 0);
+                    IntVector h1 = (IntVector) ShortVector.fromMemorySegment(S, w, o1 + b, LE)
+                            .convertShape(VectorOperators.S2I, I, 0);
+                    IntVector h2 = (IntVector) ShortVector.fromMemorySegment(S, w, o2 + b, LE)
+                            .convertShape(VectorOperators.S2I, I, 0);
+                    IntVector h3 = (IntVector) ShortVector.fromMemorySegment(S, w, o3 + b, LE)
+                            .convertShape(VectorOperators.S2I, I, 0);
+                    h0.lanewise(VectorOperators.LSHL, 13).and(HALF_BITS_MASK).reinterpretAsFloats().mul(HALF_REBIAS)
+                            .intoArray(out, j);
+                    h1.lanewise(VectorOperators.LSHL, 13).and(HALF_BITS_MASK).reinterpretAsFloats().mul(HALF_REBIAS)
+                            .intoArray(out, len + j);
+                    h2.lanewise(VectorOperators.LSHL, 13).and(HALF_BITS_MASK).reinterpretAsFloats().mul(HALF_REBIAS)
+                            .intoArray(out, 2 * len + j);
+                    h3.lanewise(VectorOperators.LSHL, 13).and(HALF_BITS_MASK).reinterpretAsFloats().mul(HALF_REBIAS)
+                            .intoArray(out, 3 * len + j);
+                    special = special.or(h0.and(HALF_EXPONENT).add(HALF_EXPONENT_ONE))
+                            .or(h1.and(HALF_EXPONENT).add(HALF_EXPONENT_ONE))
+                            .or(h2.and(HALF_EXPONENT).add(HALF_EXPONENT_ONE))
+                            .or(h3.and(HALF_EXPONENT).add(HALF_EXPONENT_ONE));
+                }
+                if (special.and(HALF_CARRY).reduceLanes(VectorOperators.OR) != 0) {
+                    toF32At(w, dt, o0, out, 0, j);
+                    toF32At(w, dt, o1, out, len, j);
+                    toF32At(w, dt, o2, out, 2 * len, j);
+                    toF32At(w, dt, o3, out, 3 * len, j);
                 }
             }
             case BF16 -> {
                 for (; j < bound; j += L) {
                     long b = 2L * j;
-                    loadBf16(w, o0 + b).intoArray(out, j);
-                    loadBf16(w, o1 + b).intoArray(out, len + j);
-                    loadBf16(w, o2 + b).intoArray(out, 2 * len + j);
-                    loadBf16(w, o3 + b).intoArray(out, 3 * len + j);
+                    ((IntVector) ShortVector.fromMemorySegment(S, w, o0 + b, LE).convertShape(VectorOperators.S2I, I, 0))
+                            .lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats().intoArray(out, j);
+                    ((IntVector) ShortVector.fromMemorySegment(S, w, o1 + b, LE).convertShape(VectorOperators.S2I, I, 0))
+                            .lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats().intoArray(out, len + j);
+                    ((IntVector) ShortVector.fromMemorySegment(S, w, o2 + b, LE).convertShape(VectorOperators.S2I, I, 0))
+                            .lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats().intoArray(out, 2 * len + j);
+                    ((IntVector) ShortVector.fromMemorySegment(S, w, o3 + b, LE).convertShape(VectorOperators.S2I, I, 0))
+                            .lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats().intoArray(out, 3 * len + j);
                 }
             }
             default -> throw unsupported(dt);
