@@ -12,9 +12,16 @@ import java.util.concurrent.atomic.AtomicInteger;
  * The matrix kernels the forward passes call, with the parallelism they may use. Weight matrices are
  * row-major {@code rows x cols} in their stored dtype (F32, F16 or BF16, little-endian, any byte
  * alignment: slices of memory-mapped files), exactly as HF stores a Linear weight {@code [out, in]};
- * activations are f32 arrays. The arithmetic is {@link VectorKernels}; this class splits rows over
+ * activations are f32 arrays. The arithmetic is {@link VectorKernels}; this class splits the work over
  * threads.
- * <p>Legend: r = rows (output features), c = cols (input features), n = number of input vectors.
+ * <p>Row strides: the {@code ...Strided} and {@code ...TransposedAcc} kernels take rows that start
+ * every {@code strideBytes} bytes ({@code >= c * dtype bytes}; rows of c elements, padding between
+ * them never read). That is how the flash bundles store the FFN neuron-major: bundle i = neuron i's
+ * up row (d elements) then its down column (d elements) then padding, so the up projection is
+ * {@link #matvecStrided} on the segment and the down projection is {@link #matvecTransposedAcc} on
+ * the segment sliced at byte d * bytes, both with the bundle size as stride.
+ * <p>Legend: r = rows (output features; FFN: neurons), c = cols (input features; FFN: d), n = number
+ * of input vectors, h = per-row weights of the transposed kernels (FFN: activations after ReLU).
  * <p>Parallelism: {@code threads} is the total number of threads that compute, the caller included:
  * the object owns {@code threads - 1} daemon platform threads ({@code llmflash-kernels-N-k}) and the
  * calling thread computes too. Rows are cut into contiguous chunks that the threads claim as they
@@ -44,13 +51,12 @@ public final class Kernels implements AutoCloseable {
     static final int CHUNKS_PER_THREAD = 4;
 
     /**
-     * How {@link #matvecTransposedAcc} splits its work: true = by rows (private partial sums, then a
-     * reduction), false = by column ranges of y (no reduction; every thread reads its slice of every
-     * active row). Measured in docs/BENCHMARKS.md.
+     * The transposed kernels split only from this many times {@link #PARALLEL_MIN_ELEMENTS}
+     * multiply-adds on: their per-thread partial sums and the reduction make a split cost more.
      */
-    static boolean SPLIT_ROWS = Boolean.parseBoolean(System.getProperty("llmflash.splitRows", "true"));
+    static final int TRANSPOSED_SERIAL_FACTOR = 4;
 
-    /** Column ranges of the transposed kernels start at multiples of this (whole vector blocks). */
+    /** Column ranges of {@link #matmulTransposedAcc} start at multiples of this (whole vector blocks). */
     static final int COLUMN_BLOCK = 64;
 
     private static final AtomicInteger INSTANCES = new AtomicInteger();
@@ -58,7 +64,10 @@ public final class Kernels implements AutoCloseable {
     private final int threads;
     private final long parallelMinElements;
     private final WorkerTeam team;
-    /** matmul's per-thread f32 copy of 4 weight rows; participant k uses scratch[k] (one call at a time). */
+    /**
+     * Participant k's scratch (one call at a time): matmul's f32 copy of 4 weight rows, the transposed
+     * kernels' partial sums or converted row slices.
+     */
     private final float[][] scratch;
     /** matvec's x after {@link VectorKernels#splitPairs} (16-bit weights). */
     private float[] xs = new float[0];
@@ -156,9 +165,16 @@ public final class Kernels implements AutoCloseable {
      * is the FFN down projection stored neuron-major (row i = neuron i's down column): rows with
      * h[i] == 0 (ReLU sparsity) are skipped and not even read, and a NaN h[i] counts as non-zero.
      * <p>Work split: the active rows are cut into chunks that the threads claim; each thread sums its
-     * rows into a private c-vector and the caller adds those into y at the end (see {@link #SPLIT_ROWS}
-     * for why rows rather than column ranges). Inf/NaN f16 weights are detected and the sum redone
-     * exactly, so they reach y as IEEE arithmetic says.
+     * rows into a private c-vector and the caller adds those into y at the end. The alternative, each
+     * thread owning a column range of y and reading its slice of every active row, needs no reduction
+     * but was slower or no faster (f16, d = 4096, 16384 neurons at 16 KB stride, 2 threads: with 4
+     * column ranges per thread 1.5x slower at 3% active and 1.7-1.8x at 25% and 100%; with 1 per
+     * thread 1.0-1.7x slower at 3% and within 5% at 25-100%; d = 256, 1024 neurons: 1.06-2.2x slower;
+     * docs/BENCHMARKS.md). Problems of fewer than 4 x {@link #PARALLEL_MIN_ELEMENTS} multiply-adds
+     * (active rows x c) stay on the caller: a d = 256 model's 256 active rows (64K) ran 1.1-1.5x
+     * slower split in two, 1024 rows within 12% either way.
+     * Inf/NaN f16 weights are detected and the sum redone exactly, so they reach y as IEEE arithmetic
+     * says.
      */
     public void matvecTransposedAcc(MemorySegment w, DType dt, int r, int c, long strideBytes, float[] h,
                                     float[] y) {
@@ -170,20 +186,22 @@ public final class Kernels implements AutoCloseable {
         }
         int[] rows = active;
         float[] hv = activeH;
-        if (threads == 1 || (long) m * c < parallelMinElements) {
+        if (threads == 1 || (long) m * c < TRANSPOSED_SERIAL_FACTOR * parallelMinElements) {
             accumulateSerial(w, dt, c, strideBytes, rows, hv, m, y);
-        } else if (SPLIT_ROWS) {
-            accumulateByRows(w, dt, c, strideBytes, rows, hv, m, y);
         } else {
-            accumulateByColumns(w, dt, c, strideBytes, rows, hv, m, y);
+            accumulateByRows(w, dt, c, strideBytes, rows, hv, m, y);
         }
     }
 
     /**
      * The n-vector form of {@link #matvecTransposedAcc}: Y[t, j] += sum_{i : H[t, i] != 0} H[t, i] * W[i, j]
-     * with H n x r and Y n x c row-major. A row is read (and converted to f32) once if any H[t, i] is
-     * non-zero and then added into every Y[t] whose H[t, i] is. Split by column ranges of Y: each
-     * thread owns its columns of every Y row, so no reduction is needed.
+     * with H n x r and Y n x c row-major ({@code h.length >= n r}, {@code y.length >= n c}). A row is
+     * read and converted to f32 once if any H[t, i] is non-zero, then added into every Y[t] whose
+     * H[t, i] is (n = 1 is {@link #matvecTransposedAcc}). Split by column ranges of Y, one per thread:
+     * each thread owns its columns of every Y row, so no reduction (and no n x c partial per thread)
+     * is needed; with 4 narrower ranges per thread, claimed dynamically, the 1 KB slices of each row
+     * read DRAM 1.3-1.6x slower, and a row split with an n x c partial per thread was no faster (f16,
+     * d = 4096, 16384 neurons, n = 3 and 17, 3% and 25% active, 2 threads).
      */
     public void matmulTransposedAcc(MemorySegment w, DType dt, int r, int c, long strideBytes, float[] h, int n,
                                     float[] y) {
@@ -202,14 +220,14 @@ public final class Kernels implements AutoCloseable {
             return;
         }
         int[] rows = active;
-        if (threads == 1 || (long) m * c * n < parallelMinElements) {
+        if (threads == 1 || (long) m * c * n < TRANSPOSED_SERIAL_FACTOR * parallelMinElements) {
             VectorKernels.matmulAccumulateRows(w, dt, strideBytes, rows, 0, m, h, n, r, 0, c, y, c,
                     scratch(0, 4 * c));
             return;
         }
         checkShared(w);
         int blocks = (c + COLUMN_BLOCK - 1) / COLUMN_BLOCK;
-        int chunks = Math.min(blocks, threads * CHUNKS_PER_THREAD);
+        int chunks = Math.min(blocks, threads);
         int need = 4 * COLUMN_BLOCK * ((blocks + chunks - 1) / chunks);
         for (int k = 0; k < threads; k++) {
             scratch(k, need);
@@ -286,36 +304,6 @@ public final class Kernels implements AutoCloseable {
             }
         }
         VectorKernels.addSplit(dt, sum, 0, y, 0, c);
-    }
-
-    /**
-     * Column split: chunks of whole {@link #COLUMN_BLOCK}s of y; each sums all active rows over its
-     * columns (16-bit: into scratch, then into its own slice of y; F32: straight into y).
-     */
-    private void accumulateByColumns(MemorySegment w, DType dt, int c, long stride, int[] rows, float[] hv, int m,
-                                     float[] y) {
-        checkShared(w);
-        int blocks = (c + COLUMN_BLOCK - 1) / COLUMN_BLOCK;
-        int chunks = Math.min(blocks, threads * CHUNKS_PER_THREAD);
-        int need = COLUMN_BLOCK * ((blocks + chunks - 1) / chunks);
-        for (int k = 0; k < threads; k++) {
-            scratch(k, need);
-        }
-        team.run((k, parts, who) -> {
-            int j0 = columnLo(c, blocks, k, parts);
-            int j1 = columnLo(c, blocks, k + 1, parts);
-            if (dt == DType.F32) {
-                VectorKernels.accumulateRows(w, dt, stride, rows, hv, 0, m, j0, j1, y, j0);
-                return;
-            }
-            float[] acc = scratch[who];
-            Arrays.fill(acc, 0, j1 - j0, 0f);
-            if (VectorKernels.accumulateRows(w, dt, stride, rows, hv, 0, m, j0, j1, acc, 0)) {
-                VectorKernels.addSplit(dt, acc, 0, y, j0, j1 - j0);
-            } else {
-                VectorKernels.accumulateRowsExact(w, dt, stride, rows, hv, 0, m, j0, j1, y, acc);
-            }
-        }, chunks);
     }
 
     /** First column of chunk {@code part} of {@code parts} over c columns in {@code blocks} blocks. */

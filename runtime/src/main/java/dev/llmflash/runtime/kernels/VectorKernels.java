@@ -18,10 +18,13 @@ import java.nio.ByteOrder;
  * (usually a slice of a memory-mapped checkpoint: any byte alignment, little-endian) in F32, F16 or
  * BF16; activations are f32 arrays. {@link Kernels} splits rows over threads and calls these.
  * <p>Legend: r = rows, c = cols, i = row index, j = column index, n = number of input vectors,
- * t = input-vector index, L = f32 lanes per vector ({@link #F}), {@code off}/{@code rowBytes} = byte
- * offsets into the weight segment. Every dot accumulates in FMA lanes (f32) and reduces the lanes at
- * the end, so it sums in a different order than {@link ScalarKernels} (tests allow for that); the
- * {@code c mod L} tail columns run scalar.
+ * t = input-vector index, L = f32 lanes per vector ({@link #F}), {@code off}/{@code b}/{@code o0..o3}
+ * = byte offsets into the weight segment, {@code rowBytes} = bytes from one row's start to the next
+ * (c * dtype bytes for a dense matrix, more for padded rows such as FFN neuron bundles). Transposed
+ * kernels: {@code rows[k]} = the k-th active row (neuron), {@code hv[k]} / h = its weight (activation),
+ * acc = partial sums over a column range [j0, j1). Every dot accumulates in FMA lanes (f32) and
+ * reduces the lanes at the end, so it sums in a different order than {@link ScalarKernels} (tests
+ * allow for that); the {@code c mod L} tail columns run scalar.
  * <p>f16 to f32 (no half-float vector type or conversion exists in the JDK 25 Vector API): the 16-bit
  * lanes are sign-extended to 32 bits, shifted left by 13 and masked to sign | exponent | mantissa, so
  * the half's 5-bit exponent e and 10-bit mantissa m land in the f32's exponent and mantissa fields
@@ -39,7 +42,9 @@ import java.nio.ByteOrder;
  * exponent and mantissa where the rebias above wants them. Instead of fixing e = 31 per lane, the loop
  * ORs {@code (v & 0x7C007C00) + 0x04000400} into a flag vector (bit 15 / bit 31 of a lane set iff a
  * half there has e = 31) and recomputes the rows exactly if any is set: real checkpoints hold no
- * Inf/NaN, so that costs nothing, yet a NaN weight still yields NaN.
+ * Inf/NaN, so that costs nothing, yet a NaN weight still yields NaN. The transposed accumulate
+ * ({@link #accumulateRows}) reads rows the same way; there the even/odd split stays in its partial
+ * sums (split order) and is undone once, when they are added into y ({@link #addSplit}).
  * <p>C2 note: the 4-row loops spell the conversions out instead of calling helper methods. Vector API
  * methods are force-inlined, but a helper of ours is refused inlining once the parse exceeds C2's
  * node-count cutoff ({@code NodeCountInliningCutoff}), and a not-inlined helper boxes every vector
@@ -72,6 +77,10 @@ public final class VectorKernels {
     private static final int HALF_PAIR_EXPONENTS = 0x7C00_7C00;
     private static final int HALF_PAIR_EXPONENT_ONE = 0x0400_0400;
     private static final int HALF_PAIR_CARRIES = 0x8000_8000;
+    /** The same for one half per lane (sign-extended to 32 bits). */
+    private static final int HALF_EXPONENT = 0x7C00;
+    private static final int HALF_EXPONENT_ONE = 0x0400;
+    private static final int HALF_CARRY = 0x8000;
     private static final int BF16_HIGH = 0xFFFF_0000;
     /**
      * Interleave an even vector e and an odd vector o back into column order (two-vector rearrange:
@@ -247,8 +256,13 @@ public final class VectorKernels {
                                   float[] y, int r0, int r1, float[] scratch) {
         for (int i = r0; i < r1; i += 4) {
             int rows = Math.min(4, r1 - i);
-            for (int k = 0; k < rows; k++) {
-                toF32At(w, dt, (i + k) * rowBytes, scratch, k * c, c);
+            if (rows == 4) {
+                long o = i * rowBytes;
+                toF32x4(w, dt, o, o + rowBytes, o + 2 * rowBytes, o + 3 * rowBytes, scratch, c);
+            } else {
+                for (int k = 0; k < rows; k++) {
+                    toF32At(w, dt, (i + k) * rowBytes, scratch, k * c, c);
+                }
             }
             if (rows == 4) {
                 int t = 0;
@@ -422,37 +436,130 @@ public final class VectorKernels {
      * The n-vector transposed product over a list of rows and one column range: for every t in [0, n)
      * and j in [j0, j1), Y[t, j] += sum_{k in [k0, k1), H[t, rows[k]] != 0} H[t, rows[k]] * W[rows[k], j];
      * H is n x r and Y is n x c, row-major; rows of W as in {@link #accumulateRows}. Four rows' column
-     * ranges at a time are converted to f32 once (exactly, {@link #toF32At}) into {@code scratch}
-     * (length >= 4 (j1 - j0)) and then added into all n rows of Y: in one pass with four weights when
-     * all four H[t, .] are non-zero, otherwise row by row for the non-zero ones (a zero H is skipped,
-     * not multiplied: 0 * Inf would be NaN).
+     * ranges at a time (k, k+q, k+2q, k+3q of the list, as there) are converted to f32 once, exactly
+     * and in step ({@link #toF32x4}: four streams), into {@code scratch} (length >= 4 (j1 - j0)), then
+     * added into all n rows of Y: in one pass with four weights when all four H[t, .] are non-zero,
+     * else row by row for the non-zero ones (a zero H is skipped, not multiplied: 0 * Inf is NaN).
      */
     public static void matmulAccumulateRows(MemorySegment w, DType dt, long rowBytes, int[] rows, int k0, int k1,
                                             float[] h, int n, int r, int j0, int j1, float[] y, int c,
                                             float[] scratch) {
         int len = j1 - j0;
         long jb = (long) j0 * dt.bytes();
-        for (int k = k0; k < k1; k += 4) {
-            int m = Math.min(4, k1 - k);
-            for (int u = 0; u < m; u++) {
-                toF32At(w, dt, rows[k + u] * rowBytes + jb, scratch, u * len, len);
-            }
+        int q = (k1 - k0) / 4;
+        for (int k = k0; k < k0 + q; k++) {
+            int i0 = rows[k];
+            int i1 = rows[k + q];
+            int i2 = rows[k + 2 * q];
+            int i3 = rows[k + 3 * q];
+            toF32x4(w, dt, i0 * rowBytes + jb, i1 * rowBytes + jb, i2 * rowBytes + jb, i3 * rowBytes + jb,
+                    scratch, len);
             for (int t = 0; t < n; t++) {
                 int ht = t * r;
                 int yo = t * c + j0;
-                if (m == 4 && h[ht + rows[k]] != 0f && h[ht + rows[k + 1]] != 0f && h[ht + rows[k + 2]] != 0f
-                        && h[ht + rows[k + 3]] != 0f) {
-                    axpy4(h[ht + rows[k]], h[ht + rows[k + 1]], h[ht + rows[k + 2]], h[ht + rows[k + 3]],
-                            scratch, len, y, yo);
+                float h0 = h[ht + i0];
+                float h1 = h[ht + i1];
+                float h2 = h[ht + i2];
+                float h3 = h[ht + i3];
+                if (h0 != 0f && h1 != 0f && h2 != 0f && h3 != 0f) {
+                    axpy4(h0, h1, h2, h3, scratch, len, y, yo);
                 } else {
-                    for (int u = 0; u < m; u++) {
-                        float hu = h[ht + rows[k + u]];
-                        if (hu != 0f) {
-                            VectorOps.axpy(hu, scratch, u * len, y, yo, len);
-                        }
-                    }
+                    axpyIfNonZero(h0, scratch, 0, y, yo, len);
+                    axpyIfNonZero(h1, scratch, len, y, yo, len);
+                    axpyIfNonZero(h2, scratch, 2 * len, y, yo, len);
+                    axpyIfNonZero(h3, scratch, 3 * len, y, yo, len);
                 }
             }
+        }
+        for (int k = k0 + 4 * q; k < k1; k++) {
+            toF32At(w, dt, rows[k] * rowBytes + jb, scratch, 0, len);
+            for (int t = 0; t < n; t++) {
+                axpyIfNonZero(h[t * r + rows[k]], scratch, 0, y, t * c + j0, len);
+            }
+        }
+    }
+
+    private static void axpyIfNonZero(float a, float[] x, int xOff, float[] y, int yOff, int len) {
+        if (a != 0f) {
+            VectorOps.axpy(a, x, xOff, y, yOff, len);
+        }
+    }
+
+    /**
+     * out[u len + j] = the element j of the row at byte o_u, for u = 0..3 and j in [0, len): four rows
+     * converted exactly as {@link #toF32At} does, but read in step, so that a thread keeps four
+     * memory streams going: converting one row after the other made {@link #matmulAccumulateRows}
+     * 1.1-1.5x slower on scattered bundle rows (f16, d = 4096, 16 KB stride, n = 3 and 17).
+     */
+    static void toF32x4(MemorySegment w, DType dt, long o0, long o1, long o2, long o3, float[] out, int len) {
+        int bound = F.loopBound(len);
+        int j = 0;
+        switch (dt) {
+            case F32 -> {
+                for (; j < bound; j += L) {
+                    long b = 4L * j;
+                    loadF32(w, o0 + b).intoArray(out, j);
+                    loadF32(w, o1 + b).intoArray(out, len + j);
+                    loadF32(w, o2 + b).intoArray(out, 2 * len + j);
+                    loadF32(w, o3 + b).intoArray(out, 3 * len + j);
+                }
+            }
+            case F16 -> {
+                // loadF16 spelled out (see the C2 note: four calls of it here are not inlined, 6x
+                // slower), and e = 31 flagged instead of fixed per lane: (h & 0x7C00) + 0x0400 sets
+                // bit 15 iff the half is Inf/NaN; then the four rows are converted again exactly.
+                IntVector special = IntVector.zero(I);
+                for (; j < bound; j += L) {
+                    long b = 2L * j;
+                    IntVector h0 = (IntVector) ShortVector.fromMemorySegment(S, w, o0 + b, LE)
+                            .convertShape(VectorOperators.S2I, I, 0);
+                    IntVector h1 = (IntVector) ShortVector.fromMemorySegment(S, w, o1 + b, LE)
+                            .convertShape(VectorOperators.S2I, I, 0);
+                    IntVector h2 = (IntVector) ShortVector.fromMemorySegment(S, w, o2 + b, LE)
+                            .convertShape(VectorOperators.S2I, I, 0);
+                    IntVector h3 = (IntVector) ShortVector.fromMemorySegment(S, w, o3 + b, LE)
+                            .convertShape(VectorOperators.S2I, I, 0);
+                    h0.lanewise(VectorOperators.LSHL, 13).and(HALF_BITS_MASK).reinterpretAsFloats().mul(HALF_REBIAS)
+                            .intoArray(out, j);
+                    h1.lanewise(VectorOperators.LSHL, 13).and(HALF_BITS_MASK).reinterpretAsFloats().mul(HALF_REBIAS)
+                            .intoArray(out, len + j);
+                    h2.lanewise(VectorOperators.LSHL, 13).and(HALF_BITS_MASK).reinterpretAsFloats().mul(HALF_REBIAS)
+                            .intoArray(out, 2 * len + j);
+                    h3.lanewise(VectorOperators.LSHL, 13).and(HALF_BITS_MASK).reinterpretAsFloats().mul(HALF_REBIAS)
+                            .intoArray(out, 3 * len + j);
+                    special = special.or(h0.and(HALF_EXPONENT).add(HALF_EXPONENT_ONE))
+                            .or(h1.and(HALF_EXPONENT).add(HALF_EXPONENT_ONE))
+                            .or(h2.and(HALF_EXPONENT).add(HALF_EXPONENT_ONE))
+                            .or(h3.and(HALF_EXPONENT).add(HALF_EXPONENT_ONE));
+                }
+                if (special.and(HALF_CARRY).reduceLanes(VectorOperators.OR) != 0) {
+                    toF32At(w, dt, o0, out, 0, j);
+                    toF32At(w, dt, o1, out, len, j);
+                    toF32At(w, dt, o2, out, 2 * len, j);
+                    toF32At(w, dt, o3, out, 3 * len, j);
+                }
+            }
+            case BF16 -> {
+                for (; j < bound; j += L) {
+                    long b = 2L * j;
+                    ((IntVector) ShortVector.fromMemorySegment(S, w, o0 + b, LE).convertShape(VectorOperators.S2I, I, 0))
+                            .lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats().intoArray(out, j);
+                    ((IntVector) ShortVector.fromMemorySegment(S, w, o1 + b, LE).convertShape(VectorOperators.S2I, I, 0))
+                            .lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats().intoArray(out, len + j);
+                    ((IntVector) ShortVector.fromMemorySegment(S, w, o2 + b, LE).convertShape(VectorOperators.S2I, I, 0))
+                            .lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats().intoArray(out, 2 * len + j);
+                    ((IntVector) ShortVector.fromMemorySegment(S, w, o3 + b, LE).convertShape(VectorOperators.S2I, I, 0))
+                            .lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats().intoArray(out, 3 * len + j);
+                }
+            }
+            default -> throw unsupported(dt);
+        }
+        int tail = len - j;
+        if (tail > 0) {
+            toF32At(w, dt, o0 + (long) j * dt.bytes(), out, j, tail);
+            toF32At(w, dt, o1 + (long) j * dt.bytes(), out, len + j, tail);
+            toF32At(w, dt, o2 + (long) j * dt.bytes(), out, 2 * len + j, tail);
+            toF32At(w, dt, o3 + (long) j * dt.bytes(), out, 3 * len + j, tail);
         }
     }
 

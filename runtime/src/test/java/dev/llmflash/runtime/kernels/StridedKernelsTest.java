@@ -371,6 +371,40 @@ class StridedKernelsTest {
         }
     }
 
+    /**
+     * The matmul forms convert four rows at a time with the e = 31 flag (f16) and redo them exactly:
+     * an Inf and a NaN weight (rows 1 and 6 of 9: both in 4-row groups) reach Y, other rows stay exact.
+     */
+    @Test
+    void matmulStridedPropagatesInfAndNan() {
+        int r = 9;
+        int c = 40;
+        int n = 2;
+        for (DType dt : DTYPES) {
+            long stride = (long) c * dt.bytes() + 6;
+            MemorySegment w = Matrices.fillRows(Matrices.rowBlock(arena, r, stride), dt, r, c, stride, 0,
+                    Matrices.integers(3, 2));
+            Matrices.storeAt(w, dt, stride + 17L * dt.bytes(), Float.POSITIVE_INFINITY);
+            Matrices.storeAt(w, dt, 6 * stride + 2L * dt.bytes(), Float.NaN);
+            float[] x = new float[n * c];
+            Arrays.fill(x, 1f);
+            float[] want = new float[n * r];
+            ScalarKernels.matmulStrided(w, dt, r, c, stride, x, n, want);
+            for (Kernels k : kernels) {
+                float[] y = new float[n * r];
+                k.matmulStrided(w, dt, r, c, stride, x, n, y);
+                for (int t = 0; t < n; t++) {
+                    String what = dt + " threads " + k.threads() + " t " + t;
+                    assertEquals(Float.POSITIVE_INFINITY, y[t * r + 1], what);
+                    assertTrue(Float.isNaN(y[t * r + 6]), what + ": " + y[t * r + 6]);
+                    for (int i : new int[]{0, 2, 3, 4, 5, 7, 8}) {
+                        assertEquals(want[t * r + i], y[t * r + i], 0f, what + " row " + i);
+                    }
+                }
+            }
+        }
+    }
+
     /** NaN activations are non-zero (Java's !=) and reach y; -0 activations are skipped like +0. */
     @Test
     void transposedActivationsFollowJavaComparison() {
