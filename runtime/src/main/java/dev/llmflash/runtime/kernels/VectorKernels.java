@@ -61,6 +61,8 @@ public final class VectorKernels {
     static final VectorSpecies<Short> S =
             VectorSpecies.of(short.class, VectorShape.forBitSize(F.vectorBitSize() / 2));
     static final int L = F.length();
+    /** Rows converted per group in {@link #matmulAccumulateRows}: four from each quarter of the list. */
+    static final int GROUP = 16;
 
     private static final ByteOrder LE = ByteOrder.LITTLE_ENDIAN;
     private static final ValueLayout.OfFloat F32_LE = ValueLayout.JAVA_FLOAT_UNALIGNED;
@@ -258,7 +260,7 @@ public final class VectorKernels {
             int rows = Math.min(4, r1 - i);
             if (rows == 4) {
                 long o = i * rowBytes;
-                toF32x4(w, dt, o, o + rowBytes, o + 2 * rowBytes, o + 3 * rowBytes, scratch, c);
+                toF32x4(w, dt, o, o + rowBytes, o + 2 * rowBytes, o + 3 * rowBytes, scratch, 0, c);
             } else {
                 for (int k = 0; k < rows; k++) {
                     toF32At(w, dt, (i + k) * rowBytes, scratch, k * c, c);
@@ -446,9 +448,6 @@ public final class VectorKernels {
         }
     }
 
-    /** Rows converted per group in {@link #matmulAccumulateRows}: four from each quarter of the list. */
-    static final int GROUP = 16;
-
     /**
      * The n-vector transposed product over a list of rows and one column range: for every t in [0, n)
      * and j in [j0, j1), Y[t, j] += sum_{k in [k0, k1), H[t, rows[k]] != 0} H[t, rows[k]] * W[rows[k], j];
@@ -518,15 +517,11 @@ public final class VectorKernels {
     }
 
     /**
-     * out[u len + j] = the element j of the row at byte o_u, for u = 0..3 and j in [0, len): four rows
-     * converted exactly as {@link #toF32At} does, but read in step, so that a thread keeps four
+     * out[at + u len + j] = the element j of the row at byte o_u, for u = 0..3 and j in [0, len): four
+     * rows converted exactly as {@link #toF32At} does, but read in step, so that a thread keeps four
      * memory streams going: converting one row after the other made {@link #matmulAccumulateRows}
      * 1.1-1.5x slower on scattered bundle rows (f16, d = 4096, 16 KB stride, n = 3 and 17).
      */
-    static void toF32x4(MemorySegment w, DType dt, long o0, long o1, long o2, long o3, float[] out, int len) {
-        toF32x4(w, dt, o0, o1, o2, o3, out, 0, len);
-    }
-
     static void toF32x4(MemorySegment w, DType dt, long o0, long o1, long o2, long o3, float[] out, int at, int len) {
         int bound = F.loopBound(len);
         int j = 0;
@@ -597,10 +592,6 @@ public final class VectorKernels {
             toF32At(w, dt, o2 + (long) j * dt.bytes(), out, at + 2 * len + j, tail);
             toF32At(w, dt, o3 + (long) j * dt.bytes(), out, at + 3 * len + j, tail);
         }
-    }
-
-    private static void axpy4(float h0, float h1, float h2, float h3, float[] s, int len, float[] y, int yo) {
-        axpy4(h0, h1, h2, h3, s, 0, len, 2 * len, 3 * len, len, y, yo);
     }
 
     /** y[yo + j] += h0 s[s0 + j] + h1 s[s1 + j] + h2 s[s2 + j] + h3 s[s3 + j] for j in [0, len). */
