@@ -56,6 +56,13 @@ public final class Kernels implements AutoCloseable {
      */
     static final int TRANSPOSED_SERIAL_FACTOR = 4;
 
+    /**
+     * {@link #matmulTransposedAcc} converts each active row once for all vectors only when on average
+     * at least this many vectors use an active row; below, one fused single-vector pass per vector
+     * ({@link #matvecTransposedAcc}) reads its rows again but is faster (measured: see there).
+     */
+    static final int SHARED_MIN = 2;
+
     /** Column ranges of {@link #matmulTransposedAcc} start at multiples of this (whole vector blocks). */
     static final int COLUMN_BLOCK = 64;
 
@@ -180,55 +187,73 @@ public final class Kernels implements AutoCloseable {
                                     float[] y) {
         checkStrided(w, dt, r, c, strideBytes);
         checkArrays(h, r, y, c);
-        int m = VectorKernels.nonZeros(h, r, activeRows(r), activeH);
+        transposedAcc(w, dt, r, c, strideBytes, h, 0, y, 0);
+    }
+
+    /** {@link #matvecTransposedAcc} on h[hOff .. hOff + r) and y[yOff .. yOff + c) (checked). */
+    private void transposedAcc(MemorySegment w, DType dt, int r, int c, long stride, float[] h, int hOff,
+                               float[] y, int yOff) {
+        int m = VectorKernels.nonZeros(h, hOff, r, activeRows(r), activeH);
         if (m == 0 || c == 0) {
             return;
         }
         int[] rows = active;
         float[] hv = activeH;
         if (threads == 1 || (long) m * c < TRANSPOSED_SERIAL_FACTOR * parallelMinElements) {
-            accumulateSerial(w, dt, c, strideBytes, rows, hv, m, y);
+            accumulateSerial(w, dt, c, stride, rows, hv, m, y, yOff);
         } else {
-            accumulateByRows(w, dt, c, strideBytes, rows, hv, m, y);
+            accumulateByRows(w, dt, c, stride, rows, hv, m, y, yOff);
         }
     }
 
     /**
      * The n-vector form of {@link #matvecTransposedAcc}: Y[t, j] += sum_{i : H[t, i] != 0} H[t, i] * W[i, j]
-     * with H n x r and Y n x c row-major ({@code h.length >= n r}, {@code y.length >= n c}). A row is
-     * read and converted to f32 once if any H[t, i] is non-zero, then added into every Y[t] whose
-     * H[t, i] is (n = 1 is {@link #matvecTransposedAcc}). Split by column ranges of Y, one per thread:
-     * each thread owns its columns of every Y row, so no reduction (and no n x c partial per thread)
-     * is needed; with 4 narrower ranges per thread, claimed dynamically, the 1 KB slices of each row
-     * read DRAM 1.3-1.6x slower, and a row split with an n x c partial per thread was no faster (f16,
-     * d = 4096, 16384 neurons, n = 3 and 17, 3% and 25% active, 2 threads).
+     * with H n x r and Y n x c row-major ({@code h.length >= n r}, {@code y.length >= n c}).
+     * <p>When the vectors share their active rows (on average at least {@link #SHARED_MIN} vectors per
+     * row active for any), each such row is read and converted to f32 once, 16 rows at a time, and
+     * added into every Y[t] whose H[t, i] is non-zero, four rows per pass over Y[t] where it can.
+     * Otherwise each vector gets its own {@link #matvecTransposedAcc} pass: its fused loop (no f32
+     * copy of the row) beat converting once when few vectors share a row (f16, d = 4096, 16384
+     * neurons, 2 threads, µs per call: n = 17 at 3% active each, 1.3 vectors per active row: 3340
+     * per vector vs 4896 converted once; n = 8 at 10%, 1.4: 5290 vs 6631; n = 17 at 10%, 2.05: a
+     * tie; n = 8 at 25%, 2.2: 13300 vs 11497; n = 17 at 25%, 4.25: 24336 vs 16170).
+     * <p>Converted once, the work is split by column ranges of Y, one per thread: each thread owns
+     * its columns of every Y row, so no reduction (and no n x c partial per thread) is needed; with 4
+     * narrower ranges per thread the 1 KB slices of each row read DRAM 1.3-1.6x slower, and a row
+     * split with an n x c partial per thread was no faster (n = 3 and 17, 3% and 25% active).
      */
     public void matmulTransposedAcc(MemorySegment w, DType dt, int r, int c, long strideBytes, float[] h, int n,
                                     float[] y) {
         checkCount(n);
         checkStrided(w, dt, r, c, strideBytes);
         checkArrays(h, (long) n * r, y, (long) n * c);
-        if (n == 1) {
-            matvecTransposedAcc(w, dt, r, c, strideBytes, h, y);
+        if (n == 0 || c == 0) {
             return;
         }
-        if (n == 0 || c == 0) {
+        if (n == 1) {
+            transposedAcc(w, dt, r, c, strideBytes, h, 0, y, 0);
             return;
         }
         int m = VectorKernels.nonZeroColumns(h, n, r, activeRows(r));
         if (m == 0) {
             return;
         }
+        if (VectorKernels.countNonZeros(h, n * r) < (long) SHARED_MIN * m) {
+            for (int t = 0; t < n; t++) {
+                transposedAcc(w, dt, r, c, strideBytes, h, t * r, y, t * c);
+            }
+            return;
+        }
         int[] rows = active;
         if (threads == 1 || (long) m * c * n < TRANSPOSED_SERIAL_FACTOR * parallelMinElements) {
             VectorKernels.matmulAccumulateRows(w, dt, strideBytes, rows, 0, m, h, n, r, 0, c, y, c,
-                    scratch(0, 4 * c));
+                    scratch(0, VectorKernels.GROUP * c));
             return;
         }
         checkShared(w);
         int blocks = (c + COLUMN_BLOCK - 1) / COLUMN_BLOCK;
         int chunks = Math.min(blocks, threads);
-        int need = 4 * COLUMN_BLOCK * ((blocks + chunks - 1) / chunks);
+        int need = VectorKernels.GROUP * COLUMN_BLOCK * ((blocks + chunks - 1) / chunks);
         for (int k = 0; k < threads; k++) {
             scratch(k, need);
         }
@@ -248,17 +273,17 @@ public final class Kernels implements AutoCloseable {
 
     /** The transposed sum on the calling thread (16-bit: into a split-order scratch, then into y). */
     private void accumulateSerial(MemorySegment w, DType dt, int c, long stride, int[] rows, float[] hv, int m,
-                                  float[] y) {
+                                  float[] y, int yOff) {
         if (dt == DType.F32) {
-            VectorKernels.accumulateRows(w, dt, stride, rows, hv, 0, m, 0, c, y, 0);
+            VectorKernels.accumulateRows(w, dt, stride, rows, hv, 0, m, 0, c, y, yOff);
             return;
         }
         float[] acc = scratch(0, c);
         Arrays.fill(acc, 0, c, 0f);
         if (VectorKernels.accumulateRows(w, dt, stride, rows, hv, 0, m, 0, c, acc, 0)) {
-            VectorKernels.addSplit(dt, acc, 0, y, 0, c);
+            VectorKernels.addSplit(dt, acc, 0, y, yOff, c);
         } else {
-            VectorKernels.accumulateRowsExact(w, dt, stride, rows, hv, 0, m, 0, c, y, acc);
+            VectorKernels.accumulateRowsExact(w, dt, stride, rows, hv, 0, m, c, y, yOff, acc);
         }
     }
 
@@ -268,7 +293,7 @@ public final class Kernels implements AutoCloseable {
      * met an Inf/NaN f16 weight, y is still untouched and the caller redoes the whole sum exactly.
      */
     private void accumulateByRows(MemorySegment w, DType dt, int c, long stride, int[] rows, float[] hv, int m,
-                                  float[] y) {
+                                  float[] y, int yOff) {
         checkShared(w);
         for (int k = 0; k < threads; k++) {
             scratch(k, c);
@@ -290,7 +315,7 @@ public final class Kernels implements AutoCloseable {
         float[] sum = null;
         for (int k = 0; k < threads; k++) {
             if (nonFinite[k]) {
-                VectorKernels.accumulateRowsExact(w, dt, stride, rows, hv, 0, m, 0, c, y, scratch[0]);
+                VectorKernels.accumulateRowsExact(w, dt, stride, rows, hv, 0, m, c, y, yOff, scratch[0]);
                 return;
             }
         }
@@ -303,7 +328,7 @@ public final class Kernels implements AutoCloseable {
                 }
             }
         }
-        VectorKernels.addSplit(dt, sum, 0, y, 0, c);
+        VectorKernels.addSplit(dt, sum, 0, y, yOff, c);
     }
 
     /** First column of chunk {@code part} of {@code parts} over c columns in {@code blocks} blocks. */
