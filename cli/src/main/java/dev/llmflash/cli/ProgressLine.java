@@ -15,10 +15,26 @@ final class ProgressLine {
     private long lastDraw;
     private int lastDecile = -1;
     private boolean drawn;
+    private final String unit;
 
+    /** Counts bytes (shown in GB). */
     ProgressLine(PrintWriter err, String label) {
+        this(err, label, null);
+    }
+
+    /** Counts {@code unit}s (e.g. "tokens"), shown as plain counts. */
+    ProgressLine(PrintWriter err, String label, String unit) {
         this.err = err;
         this.label = label;
+        this.unit = unit;
+    }
+
+    private String amount(double v) {
+        return unit == null ? String.format(Locale.ROOT, "%.2f GB", v / 1e9) : String.format(Locale.ROOT, "%,.0f %s", v, unit);
+    }
+
+    private String rate(double perSecond) {
+        return unit == null ? String.format(Locale.ROOT, "%.2f GB/s", perSecond / 1e9) : String.format(Locale.ROOT, "%,.0f %s/s", perSecond, unit);
     }
 
     void update(long done, long total) {
@@ -35,8 +51,8 @@ final class ProgressLine {
             int filled = (int) (frac * width);
             String bar = "#".repeat(filled) + "-".repeat(width - filled);
             double eta = rate > 0 ? (total - done) / rate : Double.NaN;
-            err.printf(Locale.ROOT, "\r%s [%s] %5.1f%% %.2f/%.2f GB %.2f GB/s ETA %s   ", label, bar, 100 * frac, done / 1e9,
-                    total / 1e9, rate / 1e9, Double.isFinite(eta) ? String.format(Locale.ROOT, "%.0fs", eta) : "?");
+            err.printf(Locale.ROOT, "\r%s [%s] %5.1f%% %s / %s, %s, ETA %s   ", label, bar, 100 * frac, amount(done),
+                    amount(total), rate(rate), Double.isFinite(eta) ? String.format(Locale.ROOT, "%.0fs", eta) : "?");
             drawn = true;
         } else {
             int decile = (int) (frac * 10);
@@ -44,8 +60,8 @@ final class ProgressLine {
                 return;
             }
             lastDecile = decile;
-            err.printf(Locale.ROOT, "%s: %3d%% %.2f/%.2f GB, %.2f GB/s, %.0f s%n", label, decile * 10, done / 1e9, total / 1e9,
-                    rate / 1e9, secs);
+            err.printf(Locale.ROOT, "%s: %3d%% %s / %s, %s, %.0f s%n", label, decile * 10, amount(done), amount(total),
+                    rate(rate), secs);
         }
         err.flush();
     }
