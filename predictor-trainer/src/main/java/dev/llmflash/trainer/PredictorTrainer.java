@@ -1,7 +1,6 @@
 package dev.llmflash.trainer;
 
 import dev.llmflash.formats.predictor.LayerPredictor;
-import dev.llmflash.runtime.kernels.VectorOps;
 
 import java.util.Arrays;
 import java.util.Random;
@@ -208,13 +207,13 @@ public final class PredictorTrainer {
             float threshold = pass == 0 ? 0f : chooseThreshold(concat(pos, posCount), targetRecall);
             team.run(p -> {
                 int t0 = nTrain + Team.lo(nVal, p, parts, 1), t1 = nTrain + Team.lo(nVal, p + 1, parts, 1);
-                float[] h = new float[r], z = new float[f];
+                float[] h = new float[r], z = new float[f], lanes = TrainerKernels.lanes();
                 float[] buf = new float[1024];
                 int cnt = 0;
                 long pred = 0, tp = 0;
                 for (int t = t0; t < t1; t++) {
                     for (int k = 0; k < r; k++) {
-                        h[k] = VectorOps.dot(data.x(), t * d, m.a, k * d, d);
+                        h[k] = TrainerKernels.dot(data.x(), t * d, m.a, k * d, d, lanes);
                     }
                     TrainerKernels.logits(h, r, m.bt, m.c, f, z, 0, 1);
                     TrainerKernels.sigmoid(z, 0, f);
@@ -236,10 +235,13 @@ public final class PredictorTrainer {
                         }
                     }
                 }
-                pos[p] = buf;
-                posCount[p] = cnt;
-                predicted[p] = pred;
-                truePos[p] = tp;
+                if (thePass == 0) {
+                    pos[p] = buf;
+                    posCount[p] = cnt;
+                } else {
+                    predicted[p] = pred;
+                    truePos[p] = tp;
+                }
             });
             if (pass == 1) {
                 long positives = 0, pred = 0, tp = 0;

@@ -29,9 +29,10 @@ final class TrainerKernels {
 
     /** H[t, k] = sum_j X[t, j] A[k, j] for t in [t0, t1), k in [0, r). */
     static void project(float[] x, int d, float[] a, int r, float[] h, int t0, int t1) {
+        float[] lanes = lanes();
         for (int t = t0; t < t1; t++) {
             for (int k = 0; k < r; k++) {
-                h[t * r + k] = VectorOps.dot(x, t * d, a, k * d, d);
+                h[t * r + k] = dot(x, t * d, a, k * d, d, lanes);
             }
         }
     }
@@ -46,21 +47,99 @@ final class TrainerKernels {
         }
     }
 
-    /** v[off + i] = 1 / (1 + exp(-v[off + i])) for i in [0, n), in place. */
+    /**
+     * v[off + i] = 1 / (1 + exp(-v[off + i])) for i in [0, n), in place, with {@link #exp}: the
+     * Vector API's own EXP is not used because its intrinsic (SVML) and its Java fallback (before C2
+     * compiles) differ in the last bits, which would make training depend on JIT timing.
+     */
     static void sigmoid(float[] v, int off, int n) {
         FloatVector one = FloatVector.broadcast(F, 1f);
         int i = 0;
         for (int bound = F.loopBound(n); i < bound; i += L) {
             FloatVector z = FloatVector.fromArray(F, v, off + i);
-            one.div(z.neg().lanewise(VectorOperators.EXP).add(one)).intoArray(v, off + i);
+            one.div(exp(z.neg()).add(one)).intoArray(v, off + i);
         }
         for (; i < n; i++) {
             v[off + i] = sigmoidScalar(v[off + i]);
         }
     }
 
+    /** The scalar twin of one {@link #sigmoid} lane, bit for bit (same operations, FMA as FMA). */
     static float sigmoidScalar(float z) {
-        return 1f / ((float) Math.exp(-z) + 1f);
+        return 1f / (expScalar(-z) + 1f);
+    }
+
+    // exp(x) = 2^k e^s with k = round(x / ln 2), s = x - k ln 2 in [-ln2/2, ln2/2] (ln 2 split in a
+    // high part exact in float and a low part, Cody-Waite), e^s by its degree-6 Taylor polynomial in
+    // Horner form (relative error < 2e-7 on that interval), 2^k by building the float's exponent bits.
+    // Rounding to k: adding 1.5 * 2^23 leaves round-to-nearest(x / ln 2) in the low mantissa bits.
+    // x is clamped into [-86, 88] first, so 2^k stays a normal float (e^-86 ~ 4e-38; sigmoid only
+    // needs 0 or 1 beyond that). Only +, *, FMA and bit moves: exact IEEE, identical in every JIT tier.
+    private static final float LOG2E = 1.44269504f;
+    private static final float LN2_HI = 0.693145752f;
+    private static final float LN2_LO = 1.42860677e-6f;
+    private static final float ROUND = 12582912f;          // 1.5 * 2^23
+    private static final float X_MIN = -86f, X_MAX = 88f;
+    private static final float P2 = 1f / 2, P3 = 1f / 6, P4 = 1f / 24, P5 = 1f / 120, P6 = 1f / 720;
+
+    static FloatVector exp(FloatVector x) {
+        x = x.max(X_MIN).min(X_MAX);
+        FloatVector kr = x.fma(FloatVector.broadcast(F, LOG2E), FloatVector.broadcast(F, ROUND));
+        FloatVector k = kr.sub(ROUND);
+        FloatVector s = k.fma(FloatVector.broadcast(F, -LN2_HI), x);
+        s = k.fma(FloatVector.broadcast(F, -LN2_LO), s);
+        FloatVector p = s.fma(FloatVector.broadcast(F, P6), FloatVector.broadcast(F, P5));
+        p = p.fma(s, FloatVector.broadcast(F, P4));
+        p = p.fma(s, FloatVector.broadcast(F, P3));
+        p = p.fma(s, FloatVector.broadcast(F, P2));
+        p = p.fma(s, FloatVector.broadcast(F, 1f));
+        p = p.fma(s, FloatVector.broadcast(F, 1f));
+        // k as an integer: the low bits of kr's representation minus ROUND's; shifted into the exponent.
+        var ki = kr.reinterpretAsInts().sub(Float.floatToRawIntBits(ROUND)).lanewise(VectorOperators.LSHL, 23);
+        return p.reinterpretAsInts().add(ki).reinterpretAsFloats();
+    }
+
+    static float expScalar(float x) {
+        x = Math.min(Math.max(x, X_MIN), X_MAX);
+        float kr = Math.fma(x, LOG2E, ROUND);
+        float k = kr - ROUND;
+        float s = Math.fma(k, -LN2_HI, x);
+        s = Math.fma(k, -LN2_LO, s);
+        float p = Math.fma(s, P6, P5);
+        p = Math.fma(p, s, P4);
+        p = Math.fma(p, s, P3);
+        p = Math.fma(p, s, P2);
+        p = Math.fma(p, s, 1f);
+        p = Math.fma(p, s, 1f);
+        int ki = (Float.floatToRawIntBits(kr) - Float.floatToRawIntBits(ROUND)) << 23;
+        return Float.intBitsToFloat(Float.floatToRawIntBits(p) + ki);
+    }
+
+    /**
+     * sum_j a[aOff + j] b[bOff + j] for j in [0, n): FMA into L lanes, then the lanes added in lane
+     * order through an array, not with reduceLanes (whose order may differ between the intrinsic and
+     * the fallback), so the result is the same in every JIT tier.
+     */
+    static float dot(float[] a, int aOff, float[] b, int bOff, int n, float[] lanes) {
+        FloatVector acc = FloatVector.zero(F);
+        int j = 0;
+        for (int bound = F.loopBound(n); j < bound; j += L) {
+            acc = FloatVector.fromArray(F, a, aOff + j).fma(FloatVector.fromArray(F, b, bOff + j), acc);
+        }
+        acc.intoArray(lanes, 0);
+        float s = 0f;
+        for (int l = 0; l < L; l++) {
+            s += lanes[l];
+        }
+        for (; j < n; j++) {
+            s = Math.fma(a[aOff + j], b[bOff + j], s);
+        }
+        return s;
+    }
+
+    /** Scratch for {@link #dot}'s lanes: one per thread. */
+    static float[] lanes() {
+        return new float[L];
     }
 
     /**
@@ -93,9 +172,10 @@ final class TrainerKernels {
 
     /** dH[t, k] = sum_i dZ[t, i] Bt[k, i] for t in [t0, t1), k in [0, r). */
     static void backHidden(float[] dz, int f, float[] bt, int r, float[] dh, int t0, int t1) {
+        float[] lanes = lanes();
         for (int t = t0; t < t1; t++) {
             for (int k = 0; k < r; k++) {
-                dh[t * r + k] = VectorOps.dot(dz, t * f, bt, k * f, f);
+                dh[t * r + k] = dot(dz, t * f, bt, k * f, f, lanes);
             }
         }
     }
