@@ -7,7 +7,7 @@ final class CommonOptions {
     @Option(names = "--model", required = true, paramLabel = "DIR", description = "A bundle (llmflash convert) or a Hugging Face model folder (OPT or Falcon).")
     java.nio.file.Path model;
 
-    @Option(names = "--mode", paramLabel = "MODE", description = "dense | naive | hybrid | flash (default: ${DEFAULT-VALUE}; only dense exists so far).")
+    @Option(names = "--mode", paramLabel = "MODE", description = "dense (every neuron) | flash (the neurons the bundle's predictors select) | naive | hybrid (not yet) (default: ${DEFAULT-VALUE}).")
     Mode mode = Mode.dense;
 
     @Option(names = "--threads", paramLabel = "N", description = "Compute threads (default: ${DEFAULT-VALUE}, the number of cores).")

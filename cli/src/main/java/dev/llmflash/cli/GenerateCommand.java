@@ -48,14 +48,13 @@ final class GenerateCommand implements Callable<Integer> {
 
     @Override
     public Integer call() {
-        common.mode.requireDense();
         SamplingOptions sampling = new SamplingOptions(temperature, topK, topP, seed);
         if (maxTokens < 0) {
             throw new IllegalArgumentException("--max-tokens must be >= 0, got " + maxTokens);
         }
         PrintWriter out = spec.commandLine().getOut();
         PrintWriter err = spec.commandLine().getErr();
-        try (LoadedModel lm = LoadedModel.open(common.model, common.validatedThreads())) {
+        try (LoadedModel lm = LoadedModel.open(common.model, common.validatedThreads(), common.mode.wrapper(common.model))) {
             BpeTokenizer tok = lm.tokenizer();
             int[] ids = tok.encodeWithBos(prompt);
             StreamingDecoder dec = tok.decoder();

@@ -11,10 +11,14 @@ import java.nio.file.Path;
 record LoadedModel(Path dir, LanguageModel model, BpeTokenizer tokenizer, Kernels kernels, double loadMs) implements AutoCloseable {
 
     static LoadedModel open(Path dir, int threads) {
+        return open(dir, threads, dev.llmflash.runtime.ffn.FfnWrapper.NONE);
+    }
+
+    static LoadedModel open(Path dir, int threads, dev.llmflash.runtime.ffn.FfnWrapper wrap) {
         long t0 = System.nanoTime();
         Kernels kernels = new Kernels(threads);
         try {
-            LanguageModel model = Models.open(dir, kernels);
+            LanguageModel model = Models.open(dir, kernels, wrap);
             try {
                 BpeTokenizer tok = BpeTokenizer.fromModelDir(dir);
                 return new LoadedModel(dir, model, tok, kernels, (System.nanoTime() - t0) / 1e6);

@@ -37,13 +37,13 @@ final class PerplexityCommand implements Callable<Integer> {
 
     @Override
     public Integer call() {
-        common.mode.requireDense();
         if (maxTokens < 1) {
             throw new IllegalArgumentException("--max-tokens must be >= 1, got " + maxTokens);
         }
         String content = readText(text);
+        java.util.List<dev.llmflash.runtime.ffn.PredictedFfn> predicted = new java.util.ArrayList<>();
         PrintWriter out = spec.commandLine().getOut();
-        try (LoadedModel lm = LoadedModel.open(common.model, common.validatedThreads())) {
+        try (LoadedModel lm = LoadedModel.open(common.model, common.validatedThreads(), common.mode.wrapper(common.model, predicted))) {
             int[] ids = lm.tokenizer().encode(content);
             Perplexity.Result r = Perplexity.evaluate(lm.model(), ids, lm.tokenizer().bosId(), context, maxTokens);
             if (common.json) {
@@ -58,10 +58,26 @@ final class PerplexityCommand implements Callable<Integer> {
                 json.put("mode", common.mode.name());
                 json.put("seconds", r.millis() / 1000.0);
                 json.put("tokens_per_s", r.windows() * (double) context / (r.millis() / 1000.0));
+                if (!predicted.isEmpty()) {
+                    java.util.List<Map<String, Object>> layers = new java.util.ArrayList<>();
+                    for (var p : predicted) {
+                        Map<String, Object> l = new LinkedHashMap<>();
+                        l.put("layer", p.predictor().layer());
+                        l.put("true_density", p.activeFraction());
+                        l.put("predicted_density", p.selectedFraction());
+                        l.put("recall", p.recall());
+                        layers.add(l);
+                    }
+                    json.put("predicted_layers", layers);
+                }
                 out.println(Json.write(json));
             } else {
                 out.printf("perplexity %.4f over %d scored tokens (%d windows of %d, %.1f s, %.0f tokens/s)%n", r.perplexity(),
                         r.scoredTokens(), r.windows(), context, r.millis() / 1000.0, r.windows() * (double) context / (r.millis() / 1000.0));
+                for (var p : predicted) {
+                    out.printf(java.util.Locale.ROOT, "  layer %d: true density %.2f%%, predicted %.2f%%, recall %.2f%% (on this text)%n",
+                            p.predictor().layer(), 100 * p.activeFraction(), 100 * p.selectedFraction(), 100 * p.recall());
+                }
             }
         }
         return 0;

@@ -19,6 +19,8 @@ public final class PredictedFfn implements Ffn {
     private final float logitThreshold;
     private final LongAdder selected = new LongAdder();
     private final LongAdder considered = new LongAdder();
+    private final LongAdder active = new LongAdder();
+    private final LongAdder activeSelected = new LongAdder();
 
     public PredictedFfn(NeuronMajorFfn inner, LayerPredictor p) {
         if (p.dense()) {
@@ -45,21 +47,26 @@ public final class PredictedFfn implements Ffn {
         float[] a = p.a(), b = p.b(), c = p.c();
         inner.upActivate(k, x, m, h);
         float[] low = new float[r];
-        long kept = 0;
+        long kept = 0, fired = 0, caught = 0;
         for (int t = 0; t < m; t++) {
             for (int j = 0; j < r; j++) {
                 low[j] = VectorOps.dot(a, j * d, x, t * d, d);
             }
             int row = t * f;
             for (int i = 0; i < f; i++) {
+                boolean on = h[row + i] != 0f; // the true activity (ReLU fired), known here because all up rows were computed
+                fired += on ? 1 : 0;
                 if (VectorOps.dot(b, i * r, low, 0, r) + c[i] > logitThreshold) {
                     kept++;
+                    caught += on ? 1 : 0;
                 } else {
                     h[row + i] = 0f;
                 }
             }
         }
         selected.add(kept);
+        active.add(fired);
+        activeSelected.add(caught);
         considered.add((long) m * f);
         inner.downAccumulate(k, h, m, out);
     }
@@ -68,6 +75,18 @@ public final class PredictedFfn implements Ffn {
     public double selectedFraction() {
         long n = considered.sum();
         return n == 0 ? 0 : (double) selected.sum() / n;
+    }
+
+    /** Fraction of (token, neuron) pairs that truly fired so far. */
+    public double activeFraction() {
+        long n = considered.sum();
+        return n == 0 ? 0 : (double) active.sum() / n;
+    }
+
+    /** Recall so far: fired neurons the predictor selected / fired neurons. */
+    public double recall() {
+        long a = active.sum();
+        return a == 0 ? 1 : (double) activeSelected.sum() / a;
     }
 
     public LayerPredictor predictor() {

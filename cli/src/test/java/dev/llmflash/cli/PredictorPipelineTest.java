@@ -1,0 +1,119 @@
+package dev.llmflash.cli;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.llmflash.formats.testing.TestData;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.channels.FileChannel;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
+import java.nio.file.StandardOpenOption;
+import java.util.stream.Stream;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/**
+ * The predictor pipeline through the CLI on opt-mini (small: 12,288 recorded positions, 4 epochs):
+ * convert, record, train-predictor, then perplexity with --mode flash against --mode dense; and the
+ * refusals: predictors of another model, a corrupted activation chunk.
+ */
+class PredictorPipelineTest {
+    @TempDir
+    static Path tmp;
+    static Path bundle;
+    static Path acts;
+    static Path dev;
+
+    @BeforeAll
+    static void pipeline() throws IOException {
+        bundle = tmp.resolve("opt.bundle");
+        acts = tmp.resolve("opt.acts");
+        dev = tmp.resolve("dev-head.txt");
+        Files.writeString(dev, Files.readString(TestData.reference("dev.txt")).substring(0, 30_000));
+        CliTest.Run c = CliTest.run("convert", "--input", TestData.model("opt-mini").toString(), "--output", bundle.toString());
+        assertEquals(0, c.code(), c.err());
+        CliTest.Run r = CliTest.run("record", "--model", bundle.toString(), "--text", TestData.reference("train-sample.txt").toString(),
+                "--tokens", "12288", "--output", acts.toString());
+        assertEquals(0, r.code(), r.err());
+        CliTest.Run t = CliTest.run("train-predictor", "--model", bundle.toString(), "--activations", acts.toString(), "--epochs", "4");
+        assertEquals(0, t.code(), t.err());
+        assertTrue(t.out().contains("wrote predictors"), t.out());
+    }
+
+    static JsonNode perplexity(Path model, String mode) throws IOException {
+        CliTest.Run p = CliTest.run("perplexity", "--model", model.toString(), "--text", dev.toString(), "--mode", mode, "--json");
+        assertEquals(0, p.code(), p.err());
+        JsonNode j = new ObjectMapper().readTree(p.out());
+        assertEquals(mode, j.get("mode").asText());
+        return j;
+    }
+
+    @Test
+    void flashModeComputesOnlyPredictedNeuronsAndStaysClose() throws IOException {
+        double dense = perplexity(bundle, "dense").get("perplexity").asDouble();
+        JsonNode f = perplexity(bundle, "flash");
+        double flash = f.get("perplexity").asDouble();
+        JsonNode layers = f.get("predicted_layers");
+        assertTrue(layers != null && layers.size() >= 3, "most layers are predicted: " + layers);
+        for (JsonNode l : layers) {
+            assertTrue(l.get("recall").asDouble() > 0.8, "recall on dev: " + l);
+            assertTrue(l.get("predicted_density").asDouble() < 0.5, "predicted density: " + l);
+        }
+        assertTrue(flash != dense, "predicted neurons change the output a little");
+        assertTrue(Math.abs(flash - dense) / dense < 0.10, "flash " + flash + " vs dense " + dense);
+        JsonNode info = new ObjectMapper().readTree(bundle.resolve("predictors.json").toFile());
+        assertTrue(info.toString().contains("predicted_density"), info.toString());
+    }
+
+    @Test
+    void flashModeNeedsPredictorsOfThisModel() throws IOException {
+        Path other = tmp.resolve("falcon.bundle");
+        assertEquals(0, CliTest.run("convert", "--input", TestData.model("falcon-mini-relu").toString(), "--output", other.toString()).code());
+        CliTest.Run none = CliTest.run("perplexity", "--model", other.toString(), "--text", dev.toString(), "--mode", "flash");
+        assertEquals(Main.EXIT_ERROR, none.code());
+        assertTrue(none.err().contains("train-predictor"), none.err());
+        for (String f : new String[] {"predictors.bin", "predictors.json"}) {
+            Files.copy(bundle.resolve(f), other.resolve(f), StandardCopyOption.REPLACE_EXISTING);
+        }
+        CliTest.Run wrong = CliTest.run("perplexity", "--model", other.toString(), "--text", dev.toString(), "--mode", "flash");
+        assertEquals(Main.EXIT_ERROR, wrong.code());
+        assertEquals(1, wrong.err().strip().lines().count(), wrong.err());
+        assertTrue(wrong.err().contains("another model"), wrong.err());
+        CliTest.Run hf = CliTest.run("perplexity", "--model", TestData.model("opt-mini").toString(), "--text", dev.toString(), "--mode", "flash");
+        assertEquals(Main.EXIT_ERROR, hf.code());
+        assertTrue(hf.err().contains("needs a bundle"), hf.err());
+    }
+
+    @Test
+    void aCorruptedActivationChunkIsReportedNotTrainedOn() throws IOException {
+        Path copy = tmp.resolve("corrupt.acts");
+        Files.createDirectories(copy);
+        Path chunk = null;
+        try (Stream<Path> s = Files.list(acts)) {
+            for (Path p : s.toList()) {
+                Files.copy(p, copy.resolve(p.getFileName()));
+                if (p.getFileName().toString().startsWith("layer-03")) {
+                    chunk = copy.resolve(p.getFileName());
+                }
+            }
+        }
+        assertTrue(chunk != null, "a layer-3 chunk exists");
+        try (FileChannel ch = FileChannel.open(chunk, StandardOpenOption.READ, StandardOpenOption.WRITE)) {
+            ByteBuffer b = ByteBuffer.allocate(1);
+            long pos = ch.size() / 2;
+            ch.read(b, pos);
+            b.put(0, (byte) (b.get(0) ^ 0x40)).rewind();
+            ch.write(b, pos);
+        }
+        CliTest.Run t = CliTest.run("train-predictor", "--model", bundle.toString(), "--activations", copy.toString(), "--epochs", "1");
+        assertEquals(Main.EXIT_ERROR, t.code());
+        assertTrue(t.err().contains(chunk.getFileName().toString()), t.err());
+    }
+}
