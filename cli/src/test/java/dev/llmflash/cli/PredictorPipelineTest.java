@@ -2,6 +2,7 @@ package dev.llmflash.cli;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.llmflash.formats.activations.ActivationReader;
 import dev.llmflash.formats.testing.TestData;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
@@ -115,5 +116,38 @@ class PredictorPipelineTest {
         CliTest.Run t = CliTest.run("train-predictor", "--model", bundle.toString(), "--activations", copy.toString(), "--epochs", "1");
         assertEquals(Main.EXIT_ERROR, t.code());
         assertTrue(t.err().contains(chunk.getFileName().toString()), t.err());
+    }
+
+    @Test
+    void anInterruptedRecordingResumesWhereItStopped() {
+        Path text = TestData.reference("train-sample.txt");
+        Path resumed = tmp.resolve("resumed.acts");
+        Path fresh = tmp.resolve("fresh.acts");
+        assertEquals(0, CliTest.run("record", "--model", bundle.toString(), "--text", text.toString(), "--tokens", "1024",
+                "--output", resumed.toString()).code());
+        CliTest.Run more = CliTest.run("record", "--model", bundle.toString(), "--text", text.toString(), "--tokens", "2560",
+                "--output", resumed.toString());
+        assertEquals(0, more.code(), more.err());
+        assertTrue(more.out().contains("resumed at 1024"), more.out());
+        assertEquals(0, CliTest.run("record", "--model", bundle.toString(), "--text", text.toString(), "--tokens", "2560",
+                "--output", fresh.toString()).code());
+        var a = ActivationReader.open(resumed);
+        var b = ActivationReader.open(fresh);
+        for (int layer = 0; layer < b.layers(); layer++) {
+            var la = a.load(layer);
+            var lb = b.load(layer);
+            assertEquals(2560, la.tokens());
+            assertEquals(lb.tokens(), la.tokens());
+            // The same positions in the same order: inputs equal up to the last bits that the kernels' lane
+            // reductions may round differently between runs (before and after the JIT compiles them).
+            for (int i = 0; i < la.x().length; i++) {
+                assertEquals(lb.x()[i], la.x()[i], 1e-2f * Math.max(1f, Math.abs(lb.x()[i])), "layer " + layer + " x[" + i + "]");
+            }
+            int differ = 0;
+            for (int i = 0; i < la.labels().length; i++) {
+                differ += Integer.bitCount((la.labels()[i] ^ lb.labels()[i]) & 0xff);
+            }
+            assertTrue(differ <= la.labels().length * 8 / 1000, "layer " + layer + ": " + differ + " labels differ");
+        }
     }
 }
