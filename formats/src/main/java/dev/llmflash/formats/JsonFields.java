@@ -185,4 +185,33 @@ public record JsonFields(Path file, String fix) {
         }
         return s;
     }
+
+    /** Any int (ids may be negative). */
+    public int anyInt(JsonNode parent, String key, String where) {
+        return (int) integer(parent, key, where, Integer.MIN_VALUE, Integer.MAX_VALUE);
+    }
+
+    /** A safetensors dtype name, spelled exactly ("F16", "BF16", ...). */
+    public dev.llmflash.formats.tensor.DType dtype(JsonNode parent, String key, String where) {
+        String s = text(parent, key, where);
+        dev.llmflash.formats.tensor.DType d = dev.llmflash.formats.tensor.DType.fromSafetensors(s);
+        if (d == null || !d.name().equals(s)) {
+            throw new FormatException(file, "field '" + where + "' names unknown dtype \"" + s + "\"", fix);
+        }
+        return d;
+    }
+
+    /** An array of non-negative integers. */
+    public long[] shape(JsonNode parent, String key, String where) {
+        JsonNode n = array(parent, key, where);
+        long[] shape = new long[n.size()];
+        for (int i = 0; i < shape.length; i++) {
+            JsonNode v = n.get(i);
+            if (!v.isIntegralNumber() || !v.canConvertToLong() || v.longValue() < 0) {
+                throw wrongType(where, "an array of non-negative integers", n);
+            }
+            shape[i] = v.longValue();
+        }
+        return shape;
+    }
 }

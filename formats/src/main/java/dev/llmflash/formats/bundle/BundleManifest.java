@@ -10,6 +10,7 @@ import com.fasterxml.jackson.databind.json.JsonMapper;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.llmflash.formats.FormatException;
+import dev.llmflash.formats.JsonFields;
 import dev.llmflash.formats.LlmflashException;
 import dev.llmflash.formats.checkpoint.Checkpoint;
 import dev.llmflash.formats.hf.FalconConfig;
@@ -569,101 +570,70 @@ public record BundleManifest(String createdBy, Instant createdAt, ModelConfig co
         return new BundleManifest(createdBy, createdAt, config, dtype, source, fingerprint, resident, ffn, tokenizer);
     }
 
-    /** Typed access to JSON fields; every problem is a one-line FormatException naming the field. */
-    private record Fields(Path file) {
+    /**
+     * Typed access to the manifest's JSON fields (the generic ones from {@link JsonFields}); every
+     * problem is a one-line FormatException naming the field.
+     */
+    private record Fields(Path file, JsonFields json) {
 
-        private JsonNode field(JsonNode parent, String key, String where) {
-            JsonNode n = parent.get(key);
-            if (n == null || n.isNull()) {
-                throw new FormatException(file, "field '" + where + "' is missing", FIX);
-            }
-            return n;
-        }
-
-        private FormatException wrongType(String where, String expected, JsonNode n) {
-            String shown = n.toString();
-            if (shown.length() > 60) {
-                shown = shown.substring(0, 57) + "...";
-            }
-            return new FormatException(file, "field '" + where + "' should be " + expected + ", not " + shown, FIX);
+        Fields(Path file) {
+            this(file, new JsonFields(file, FIX));
         }
 
         JsonNode object(JsonNode parent, String key, String where) {
-            JsonNode n = field(parent, key, where);
-            if (!n.isObject()) {
-                throw wrongType(where, "an object", n);
-            }
-            return n;
+            return json.object(parent, key, where);
         }
 
         JsonNode array(JsonNode parent, String key, String where) {
-            JsonNode n = field(parent, key, where);
-            if (!n.isArray()) {
-                throw wrongType(where, "an array", n);
-            }
-            return n;
+            return json.array(parent, key, where);
         }
 
         JsonNode element(JsonNode array, int i, String where) {
-            JsonNode n = array.get(i);
-            if (!n.isObject()) {
-                throw wrongType(where, "an object", n);
-            }
-            return n;
+            return json.element(array, i, where);
         }
 
         String text(JsonNode parent, String key, String where) {
-            JsonNode n = field(parent, key, where);
-            if (!n.isTextual()) {
-                throw wrongType(where, "a string", n);
-            }
-            return n.textValue();
+            return json.text(parent, key, where);
         }
 
         long integer(JsonNode parent, String key, String where, long min, long max) {
-            JsonNode n = field(parent, key, where);
-            if (!n.isIntegralNumber() || !n.canConvertToLong()) {
-                throw wrongType(where, "an integer", n);
-            }
-            long v = n.longValue();
-            if (v < min || v > max) {
-                throw new FormatException(file, "field '" + where + "' is " + v + ", outside [" + min + ", " + max + "]",
-                        FIX);
-            }
-            return v;
+            return json.integer(parent, key, where, min, max);
         }
 
         int int32(JsonNode parent, String key, String where, int min) {
-            return (int) integer(parent, key, where, min, Integer.MAX_VALUE);
+            return json.int32(parent, key, where, min);
         }
 
         int anyInt(JsonNode parent, String key, String where) {
-            return (int) integer(parent, key, where, Integer.MIN_VALUE, Integer.MAX_VALUE);
+            return json.anyInt(parent, key, where);
         }
 
         boolean bool(JsonNode parent, String key, String where) {
-            JsonNode n = field(parent, key, where);
-            if (!n.isBoolean()) {
-                throw wrongType(where, "true or false", n);
-            }
-            return n.booleanValue();
+            return json.bool(parent, key, where);
         }
 
         double number(JsonNode parent, String key, String where) {
-            JsonNode n = field(parent, key, where);
-            if (!n.isNumber() || !Double.isFinite(n.doubleValue())) {
-                throw wrongType(where, "a number", n);
-            }
-            return n.doubleValue();
+            return json.number(parent, key, where);
         }
 
         DType dtype(JsonNode parent, String key, String where) {
-            String s = text(parent, key, where);
-            DType d = DType.fromSafetensors(s);
-            if (d == null || !d.name().equals(s)) {
-                throw new FormatException(file, "field '" + where + "' names unknown dtype \"" + s + "\"", FIX);
-            }
-            return d;
+            return json.dtype(parent, key, where);
+        }
+
+        long[] shape(JsonNode parent, String key, String where) {
+            return json.shape(parent, key, where);
+        }
+
+        int crc(JsonNode parent, String key, String where) {
+            return json.crc(parent, key, where);
+        }
+
+        String sha256(JsonNode parent, String key, String where) {
+            return json.sha256(parent, key, where);
+        }
+
+        String fileName(JsonNode parent, String key, String where) {
+            return json.fileName(parent, key, where);
         }
 
         DType computeDType(JsonNode parent, String key, String where) {
@@ -673,46 +643,6 @@ public record BundleManifest(String createdBy, Instant createdAt, ModelConfig co
                         FIX);
             }
             return d;
-        }
-
-        long[] shape(JsonNode parent, String key, String where) {
-            JsonNode n = array(parent, key, where);
-            long[] shape = new long[n.size()];
-            for (int i = 0; i < shape.length; i++) {
-                JsonNode v = n.get(i);
-                if (!v.isIntegralNumber() || !v.canConvertToLong() || v.longValue() < 0) {
-                    throw wrongType(where, "an array of non-negative integers", n);
-                }
-                shape[i] = v.longValue();
-            }
-            return shape;
-        }
-
-        int crc(JsonNode parent, String key, String where) {
-            String s = text(parent, key, where);
-            Integer v = Checksums.parseHex(s);
-            if (v == null) {
-                throw new FormatException(file, "field '" + where + "' is \"" + s + "\", not 8 hex digits", FIX);
-            }
-            return v;
-        }
-
-        String sha256(JsonNode parent, String key, String where) {
-            String s = text(parent, key, where);
-            if (!Checksums.isSha256Hex(s)) {
-                throw new FormatException(file, "field '" + where + "' is not 64 lower-case hex digits", FIX);
-            }
-            return s;
-        }
-
-        /** A plain file name inside the bundle: no folders, no "..", nothing that escapes the bundle. */
-        String fileName(JsonNode parent, String key, String where) {
-            String s = text(parent, key, where);
-            if (s.isEmpty() || s.equals(".") || s.equals("..") || s.indexOf('/') >= 0 || s.indexOf('\\') >= 0
-                    || s.indexOf('\0') >= 0) {
-                throw new FormatException(file, "field '" + where + "' is \"" + s + "\", not a plain file name", FIX);
-            }
-            return s;
         }
 
         ModelConfig config(JsonNode c) {
