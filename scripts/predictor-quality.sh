@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Predictor quality on the bundled small models, end to end: convert, record activations on the
 # training sample, train the predictors, then dev.txt perplexity dense vs flash (predicted neurons only).
-# Usage: scripts/predictor-quality.sh [WORK_DIR] [TOKENS]     (defaults: /tmp/llmflash-predictors, 40960)
+# Usage: scripts/predictor-quality.sh [WORK_DIR] [TOKENS]     (defaults: /tmp/llmflash-predictors, 81920)
 set -euo pipefail
 root="$(cd "$(dirname "$(readlink -f "$0")")/.." && pwd)"
 work="${1:-/tmp/llmflash-predictors}"
-tokens="${2:-40960}"
+tokens="${2:-81920}"
 mkdir -p "$work"
 for m in opt-mini falcon-mini-relu; do
   b="$work/$m.bundle"
