@@ -325,9 +325,8 @@ public final class Converter {
             advance(0);
             manifest(dir, blocks, tokenizer).write(dir.resolve(Bundle.MANIFEST));
             s.syncDirectory();
-            try (Bundle check = Bundle.open(dir)) {
-                // The cheap checks every reader does: a bundle this converter cannot reopen must not appear.
-            }
+            // The cheap checks every reader does: a bundle this converter cannot reopen must not appear.
+            Bundle.open(dir).close();
             s.commit(options.force());
 
             List<Path> files = new ArrayList<>();

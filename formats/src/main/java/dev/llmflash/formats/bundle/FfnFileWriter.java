@@ -69,7 +69,7 @@ public final class FfnFileWriter implements AutoCloseable {
         this.channel = channel;
         long r = g.rowBytes();
         long perNeuron = g.layout() == FfnLayout.BUNDLED ? g.stride() : r;
-        this.chunkNeurons = (int) Math.clamp(MAX_CHUNK_BYTES / perNeuron, 1, g.dFfn());
+        this.chunkNeurons = Math.clamp(MAX_CHUNK_BYTES / perNeuron, 1, g.dFfn());
         // Allocated zeroed; the bundled layout never writes the padding positions, so they stay zero.
         this.out = ByteBuffer.allocateDirect(Math.toIntExact(chunkNeurons * perNeuron));
         this.outSegment = MemorySegment.ofBuffer(out); // the whole buffer, whatever its position later
