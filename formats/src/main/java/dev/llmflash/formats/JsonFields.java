@@ -14,11 +14,27 @@ import java.nio.file.Path;
 /**
  * Typed access to the fields of a small JSON file (activations.json, predictors.json): every problem is
  * a one-line {@link FormatException} naming the file, the field and {@code fix}. Immutable, thread-safe.
- *
- * @param file the JSON file, named in errors
- * @param fix  what the user should do when the file is wrong
+ * A format with typed readers of its own (the bundle manifest) extends it.
  */
-public record JsonFields(Path file, String fix) {
+public class JsonFields {
+
+    /** The JSON file, named in errors. */
+    protected final Path file;
+    /** What the user should do when the file is wrong. */
+    protected final String fix;
+
+    public JsonFields(Path file, String fix) {
+        this.file = java.util.Objects.requireNonNull(file, "file");
+        this.fix = java.util.Objects.requireNonNull(fix, "fix");
+    }
+
+    public Path file() {
+        return file;
+    }
+
+    public String fix() {
+        return fix;
+    }
 
     /** Duplicate keys are refused: a hand-edited file must not mean two things. */
     public static final ObjectMapper JSON = JsonMapper.builder()
@@ -86,7 +102,7 @@ public record JsonFields(Path file, String fix) {
         return n;
     }
 
-    private FormatException wrongType(String where, String expected, JsonNode n) {
+    protected FormatException wrongType(String where, String expected, JsonNode n) {
         String shown = n.toString();
         if (shown.length() > 60) {
             shown = shown.substring(0, 57) + "...";

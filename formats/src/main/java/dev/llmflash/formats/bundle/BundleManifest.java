@@ -571,69 +571,13 @@ public record BundleManifest(String createdBy, Instant createdAt, ModelConfig co
     }
 
     /**
-     * Typed access to the manifest's JSON fields (the generic ones from {@link JsonFields}); every
-     * problem is a one-line FormatException naming the field.
+     * Typed access to the manifest's JSON fields: the generic readers of {@link JsonFields} plus the
+     * manifest's own sections; every problem is a one-line FormatException naming the field.
      */
-    private record Fields(Path file, JsonFields json) {
+    private static final class Fields extends JsonFields {
 
         Fields(Path file) {
-            this(file, new JsonFields(file, FIX));
-        }
-
-        JsonNode object(JsonNode parent, String key, String where) {
-            return json.object(parent, key, where);
-        }
-
-        JsonNode array(JsonNode parent, String key, String where) {
-            return json.array(parent, key, where);
-        }
-
-        JsonNode element(JsonNode array, int i, String where) {
-            return json.element(array, i, where);
-        }
-
-        String text(JsonNode parent, String key, String where) {
-            return json.text(parent, key, where);
-        }
-
-        long integer(JsonNode parent, String key, String where, long min, long max) {
-            return json.integer(parent, key, where, min, max);
-        }
-
-        int int32(JsonNode parent, String key, String where, int min) {
-            return json.int32(parent, key, where, min);
-        }
-
-        int anyInt(JsonNode parent, String key, String where) {
-            return json.anyInt(parent, key, where);
-        }
-
-        boolean bool(JsonNode parent, String key, String where) {
-            return json.bool(parent, key, where);
-        }
-
-        double number(JsonNode parent, String key, String where) {
-            return json.number(parent, key, where);
-        }
-
-        DType dtype(JsonNode parent, String key, String where) {
-            return json.dtype(parent, key, where);
-        }
-
-        long[] shape(JsonNode parent, String key, String where) {
-            return json.shape(parent, key, where);
-        }
-
-        int crc(JsonNode parent, String key, String where) {
-            return json.crc(parent, key, where);
-        }
-
-        String sha256(JsonNode parent, String key, String where) {
-            return json.sha256(parent, key, where);
-        }
-
-        String fileName(JsonNode parent, String key, String where) {
-            return json.fileName(parent, key, where);
+            super(file, FIX);
         }
 
         DType computeDType(JsonNode parent, String key, String where) {
