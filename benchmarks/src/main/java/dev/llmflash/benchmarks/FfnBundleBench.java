@@ -177,8 +177,8 @@ public final class FfnBundleBench {
                 Case cs = cases.get(c);
                 long bytes = (long) cs.rows.get(0).length * rowBytes;
                 System.out.printf(Locale.ROOT, "| %s | %s | %.1f / %.1f | %.1f / %.1f | %.0f%% | %.1f |%n",
-                        cs.name, size(bytes), best(read[c]), median(read[c]), best(kernel[c]), median(kernel[c]),
-                        100 * median(kernel[c]) / median(read[c]), median(micros[c]));
+                        cs.name, size(bytes), Stats.best(read[c]), Stats.median(read[c]), Stats.best(kernel[c]), Stats.median(kernel[c]),
+                        100 * Stats.median(kernel[c]) / Stats.median(read[c]), Stats.median(micros[c]));
             }
         }
     }
@@ -239,16 +239,6 @@ public final class FfnBundleBench {
     private static String size(long bytes) {
         return bytes >= 1 << 20 ? String.format(Locale.ROOT, "%.1f MB", bytes / 1048576.0)
                 : String.format(Locale.ROOT, "%.0f KB", bytes / 1024.0);
-    }
-
-    private static double best(double[] v) {
-        return Arrays.stream(v).max().orElseThrow();
-    }
-
-    private static double median(double[] v) {
-        double[] s = v.clone();
-        Arrays.sort(s);
-        return s.length % 2 == 1 ? s[s.length / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
     }
 
     /**

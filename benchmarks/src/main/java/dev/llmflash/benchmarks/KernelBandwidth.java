@@ -114,12 +114,12 @@ public final class KernelBandwidth {
                     + " | matvec GB/s best / median | matvec / read, best | matvec / read, median |");
             System.out.println("|---|---|---|---|---|---|---|");
             for (int d = 0; d < n; d++) {
-                double readBest = Math.max(best(read1[d]), best(read4[d]));
-                double readMedian = Math.max(median(read1[d]), median(read4[d]));
+                double readBest = Math.max(Stats.best(read1[d]), Stats.best(read4[d]));
+                double readMedian = Math.max(Stats.median(read1[d]), Stats.median(read4[d]));
                 System.out.printf(Locale.ROOT, "| %s | %d x %d | %.1f / %.1f | %.1f / %.1f | %.1f / %.1f | %.0f%% | %.0f%% |%n",
-                        dtypes[d], rows[d], cols, best(read1[d]), median(read1[d]), best(read4[d]),
-                        median(read4[d]), best(matvec[d]), median(matvec[d]),
-                        100 * best(matvec[d]) / readBest, 100 * median(matvec[d]) / readMedian);
+                        dtypes[d], rows[d], cols, Stats.best(read1[d]), Stats.median(read1[d]), Stats.best(read4[d]),
+                        Stats.median(read4[d]), Stats.best(matvec[d]), Stats.median(matvec[d]),
+                        100 * Stats.best(matvec[d]) / readBest, 100 * Stats.median(matvec[d]) / readMedian);
             }
         }
     }
@@ -140,16 +140,6 @@ public final class KernelBandwidth {
         for (long b = patternBytes; b < w.byteSize(); b += patternBytes) {
             MemorySegment.copy(w, 0, w, b, Math.min(patternBytes, w.byteSize() - b));
         }
-    }
-
-    private static double best(double[] v) {
-        return Arrays.stream(v).max().orElseThrow();
-    }
-
-    private static double median(double[] v) {
-        double[] s = v.clone();
-        Arrays.sort(s);
-        return s.length % 2 == 1 ? s[s.length / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
     }
 
     /**
