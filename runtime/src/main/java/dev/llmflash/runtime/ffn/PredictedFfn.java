@@ -2,7 +2,7 @@ package dev.llmflash.runtime.ffn;
 
 import dev.llmflash.formats.predictor.LayerPredictor;
 import dev.llmflash.runtime.kernels.Kernels;
-import dev.llmflash.runtime.kernels.VectorOps;
+import dev.llmflash.runtime.flash.ActiveSelector;
 
 import java.util.concurrent.atomic.LongAdder;
 
@@ -11,12 +11,15 @@ import java.util.concurrent.atomic.LongAdder;
  * {@code sigmoid(B (A x) + c)_i > threshold}, i.e. iff {@code z_i > logit(threshold)}. Every other
  * neuron's activation is taken as 0, so its down-projection row is not even read. This is exactly the
  * output the flash runtime produces (it loads only these neurons); here all up rows are still read,
- * so it measures quality, not speed. Legend: d = model width, f = neurons, r = rank, m = rows.
+ * so it measures quality, not speed, and knows the true activity (for recall). The choice is made by
+ * {@link ActiveSelector.Trained}, as in the flash runtime. Keeps scratch: one thread at a time.
+ * Legend: d = model width, f = neurons, r = rank, m = rows.
  */
 public final class PredictedFfn implements Ffn {
     private final NeuronMajorFfn inner;
     private final LayerPredictor p;
-    private final float logitThreshold;
+    private final ActiveSelector.Trained selector;
+    private final int[] chosen;
     private final LongAdder selected = new LongAdder();
     private final LongAdder considered = new LongAdder();
     private final LongAdder active = new LongAdder();
@@ -32,8 +35,8 @@ public final class PredictedFfn implements Ffn {
         }
         this.inner = inner;
         this.p = p;
-        double t = p.threshold();
-        this.logitThreshold = (float) Math.log(t / (1 - t));
+        this.selector = new ActiveSelector.Trained(p);
+        this.chosen = new int[inner.neurons()];
     }
 
     @Override
@@ -43,21 +46,19 @@ public final class PredictedFfn implements Ffn {
 
     @Override
     public void forward(Kernels k, float[] x, int m, float[] h, float[] out) {
-        int d = inner.d(), f = inner.neurons(), r = p.rank();
-        float[] a = p.a(), b = p.b(), c = p.c();
+        int f = inner.neurons();
         inner.upActivate(k, x, m, h);
-        float[] low = new float[r];
         long kept = 0, fired = 0, caught = 0;
         for (int t = 0; t < m; t++) {
-            for (int j = 0; j < r; j++) {
-                low[j] = VectorOps.dot(a, j * d, x, t * d, d);
-            }
+            int n = selector.select(x, t * inner.d(), chosen);
+            kept += n;
             int row = t * f;
+            int next = 0;
             for (int i = 0; i < f; i++) {
                 boolean on = h[row + i] != 0f; // the true activity (ReLU fired), known here because all up rows were computed
                 fired += on ? 1 : 0;
-                if (VectorOps.dot(b, i * r, low, 0, r) + c[i] > logitThreshold) {
-                    kept++;
+                if (next < n && chosen[next] == i) {
+                    next++;
                     caught += on ? 1 : 0;
                 } else {
                     h[row + i] = 0f;

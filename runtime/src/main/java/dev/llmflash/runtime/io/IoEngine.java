@@ -22,6 +22,7 @@ import java.util.concurrent.Future;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.atomic.AtomicLong;
 
 /**
  * Parallel positional reads of one file into caller-owned memory: the loader of FFN bundles
@@ -210,6 +211,16 @@ public final class IoEngine implements AutoCloseable {
         return threads;
     }
 
+    /** The largest single read (merged run or piece of a long range), a multiple of the block size. */
+    public int maxRunBytes() {
+        return maxRunBytes;
+    }
+
+    /** The most bounce-buffer memory the engine may allocate: one buffer per I/O thread, made on first use. */
+    public long maxBufferBytes() {
+        return (long) threads * ((long) maxRunBytes + 2L * block);
+    }
+
     public Path file() {
         return file;
     }
@@ -227,13 +238,74 @@ public final class IoEngine implements AutoCloseable {
      * @throws LlmflashException the calling thread was interrupted (its interrupt flag is set again)
      */
     public void readAll(List<Read> reads) {
+        submit(reads).await();
+    }
+
+    /**
+     * Starts reading every range and returns at once, so that the caller can compute while the reads
+     * are in flight; {@link Pending#await()} waits for them (and must be called, also on the error
+     * path of the caller, before the destinations are reused or freed). Ranges beyond the file size
+     * seen at open are refused here, before anything starts.
+     *
+     * @throws FormatException a range lies beyond the file size seen at open
+     */
+    public Pending submit(List<Read> reads) {
         long t0 = System.nanoTime();
-        try {
-            List<Read> pieces = plan(reads);
-            List<List<Read>> runs = group(pieces);
-            execute(runs);
-        } finally {
-            stats.addNanos(System.nanoTime() - t0);
+        List<Read> pieces = plan(reads);
+        List<List<Read>> runs = group(pieces);
+        return start(runs, t0);
+    }
+
+    /**
+     * Reads in flight from one {@link #submit}. Not thread-safe: one thread awaits it.
+     */
+    public final class Pending {
+        private final List<Future<?>> futures;
+        private final AtomicBoolean failed;
+        private final AtomicLong lastDone;
+        private final long started;
+        private long waitedNanos;
+        private long latencyNanos;
+        private boolean done;
+
+        private Pending(List<Future<?>> futures, AtomicBoolean failed, AtomicLong lastDone, long started) {
+            this.futures = futures;
+            this.failed = failed;
+            this.lastDone = lastDone;
+            this.started = started;
+        }
+
+        /**
+         * Waits until every read finished; idempotent.
+         *
+         * @throws FormatException   the file ended early or the OS reported an I/O error
+         * @throws LlmflashException the calling thread was interrupted (its interrupt flag is set again)
+         */
+        public void await() {
+            if (done) {
+                return;
+            }
+            done = true;
+            long t0 = System.nanoTime();
+            try {
+                finish(futures, failed);
+            } finally {
+                long now = System.nanoTime();
+                waitedNanos = now - t0;
+                long last = lastDone.get();
+                latencyNanos = (futures.isEmpty() ? t0 : last == 0 ? now : last) - started;
+                stats.addNanos(latencyNanos);
+            }
+        }
+
+        /** Time {@link #await()} blocked: the I/O not hidden behind the caller's work. */
+        public long waitedNanos() {
+            return waitedNanos;
+        }
+
+        /** From {@link #submit} to the last read's completion (planning included). */
+        public long latencyNanos() {
+            return latencyNanos;
         }
     }
 
@@ -279,27 +351,33 @@ public final class IoEngine implements AutoCloseable {
         return runs;
     }
 
-    private void execute(List<List<Read>> runs) {
-        if (runs.isEmpty()) {
-            return;
-        }
+    private Pending start(List<List<Read>> runs, long t0) {
         AtomicInteger next = new AtomicInteger();
         AtomicBoolean failed = new AtomicBoolean();
+        AtomicLong lastDone = new AtomicLong();
         int tasks = Math.min(threads, runs.size());
         List<Future<?>> futures = new ArrayList<>(tasks);
         for (int t = 0; t < tasks; t++) {
             futures.add(pool.submit(() -> {
-                for (int i; !failed.get() && (i = next.getAndIncrement()) < runs.size(); ) {
-                    try {
-                        readRun(runs.get(i));
-                    } catch (RuntimeException e) {
-                        failed.set(true);
-                        throw e;
+                try {
+                    for (int i; !failed.get() && (i = next.getAndIncrement()) < runs.size(); ) {
+                        try {
+                            readRun(runs.get(i));
+                        } catch (RuntimeException e) {
+                            failed.set(true);
+                            throw e;
+                        }
                     }
+                } finally {
+                    lastDone.accumulateAndGet(System.nanoTime(), Math::max);
                 }
                 return null;
             }));
         }
+        return new Pending(futures, failed, lastDone, t0);
+    }
+
+    private void finish(List<Future<?>> futures, AtomicBoolean failed) {
         RuntimeException first = null;
         boolean interrupted = false;
         for (Future<?> f : futures) {

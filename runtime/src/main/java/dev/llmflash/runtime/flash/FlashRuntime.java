@@ -1,0 +1,447 @@
+package dev.llmflash.runtime.flash;
+
+import dev.llmflash.formats.ByteSize;
+import dev.llmflash.formats.LlmflashException;
+import dev.llmflash.formats.bundle.Bundle;
+import dev.llmflash.formats.bundle.BundleManifest;
+import dev.llmflash.formats.bundle.FfnGeometry;
+import dev.llmflash.formats.hf.FalconConfig;
+import dev.llmflash.formats.hf.ModelConfig;
+import dev.llmflash.formats.hf.OptConfig;
+import dev.llmflash.formats.predictor.LayerPredictor;
+import dev.llmflash.formats.predictor.PredictorFile;
+import dev.llmflash.formats.predictor.Predictors;
+import dev.llmflash.runtime.budget.MemoryPlan;
+import dev.llmflash.runtime.budget.MemoryReport;
+import dev.llmflash.runtime.ffn.Activation;
+import dev.llmflash.runtime.ffn.Ffn;
+import dev.llmflash.runtime.ffn.FfnWrapper;
+import dev.llmflash.runtime.ffn.NeuronMajorFfn;
+import dev.llmflash.runtime.io.IoEngine;
+import dev.llmflash.runtime.kernels.Kernels;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Locale;
+
+/**
+ * Runs a bundle's FFN from flash within a DRAM budget: plans the budget, opens the I/O engine on
+ * {@code ffn.bin}, preallocates the caches, and hands the model builder a {@link #wrapper()} that
+ * replaces each layer's memory-mapped FFN by a {@link FlashFfn} (flash) or a {@link StreamedFfn}
+ * (naive, hybrid). The mapped FFN is never read, except by the oracle selector (tests).
+ *
+ * <h2>Budget (the paper's section 4 accounting)</h2>
+ * fixed = resident weights (attention + embeddings, memory-mapped) + KV cache for the context +
+ * predictors + buffers (I/O bounce buffers at their maximum, activation scratch, logits; naive and
+ * hybrid: the streamed-layer buffer). What the budget leaves after that is FFN held in DRAM: flash
+ * splits it into equal per-layer neuron caches (layers the trainer kept dense first get every
+ * neuron), hybrid keeps the first R neurons of every layer resident. A budget below the minimum
+ * (fixed + one cache row per layer for flash; fixed + one whole layer buffer for naive and hybrid)
+ * is refused with the minimum in the message.
+ *
+ * <h2>Ownership</h2>
+ * The runtime owns the engine, the caches and the resident FFN parts: close it after the model.
+ */
+public final class FlashRuntime implements AutoCloseable {
+
+    /** The runtime modes that read the FFN from flash (dense maps everything and needs no runtime). */
+    public enum Mode { NAIVE, HYBRID, FLASH }
+
+    /** Where flash mode's active sets come from. */
+    public enum Selector { TRAINED, ORACLE }
+
+    /** Default I/O threads: the paper's 32 concurrent reads for SSDs. */
+    public static final int DEFAULT_IO_THREADS = 32;
+    /** Largest single read: 64 KiB, above the paper's 32 KiB knee. */
+    public static final int MAX_RUN_BYTES = 64 << 10;
+    /** Gaps up to one block are read through: a direct read moves whole blocks anyway. */
+    public static final int MAX_GAP = 4096;
+
+    /**
+     * @param budget         the DRAM budget, or null for none (flash and hybrid may hold the whole FFN)
+     * @param window         flash: K >= 1 tokens, 0 = no window (ablation), -1 = the largest the budget allows
+     * @param ioThreads      I/O threads, >= 1
+     * @param direct         try O_DIRECT (page cache bypassed); false: buffered reads (page cache used)
+     * @param contextTokens  positions the KV cache is sized for
+     */
+    public record Options(Mode mode, Budget budget, int window, int ioThreads, boolean direct, Selector selector,
+                          int contextTokens) {
+        public Options {
+            if (window < -1) {
+                throw new IllegalArgumentException("--window must be >= 0 (0 = no window), got " + window);
+            }
+            if (ioThreads < 1 || ioThreads > 1024) {
+                throw new IllegalArgumentException("--io-threads must be between 1 and 1024, got " + ioThreads);
+            }
+            if (contextTokens < 1) {
+                throw new IllegalArgumentException("context must be >= 1 token, got " + contextTokens);
+            }
+        }
+
+        public static Options of(Mode mode, int contextTokens) {
+            return new Options(mode, null, -1, DEFAULT_IO_THREADS, true, Selector.TRAINED, contextTokens);
+        }
+
+        public Options withBudget(Budget b) {
+            return new Options(mode, b, window, ioThreads, direct, selector, contextTokens);
+        }
+
+        public Options withWindow(int w) {
+            return new Options(mode, budget, w, ioThreads, direct, selector, contextTokens);
+        }
+
+        public Options withIoThreads(int t) {
+            return new Options(mode, budget, window, t, direct, selector, contextTokens);
+        }
+
+        public Options withDirect(boolean d) {
+            return new Options(mode, budget, window, ioThreads, d, selector, contextTokens);
+        }
+
+        public Options withSelector(Selector s) {
+            return new Options(mode, budget, window, ioThreads, direct, s, contextTokens);
+        }
+    }
+
+    /** {@code --memory}: absolute bytes ("6G", "900M") or a share of the model's bytes ("50%"). */
+    public record Budget(long bytes, double percent) {
+        public static Budget parse(String s) {
+            String t = s.trim();
+            if (t.endsWith("%")) {
+                double p;
+                try {
+                    p = Double.parseDouble(t.substring(0, t.length() - 1).trim());
+                } catch (NumberFormatException e) {
+                    throw new IllegalArgumentException("--memory '" + s + "' is not a size (6G, 900M) or a percentage (50%)");
+                }
+                if (!(p > 0) || p > 1000) {
+                    throw new IllegalArgumentException("--memory " + s + ": the percentage must be above 0 and at most 1000");
+                }
+                return new Budget(-1, p);
+            }
+            return new Budget(ByteSize.parse(t, "--memory"), -1);
+        }
+
+        public long resolve(long modelBytes) {
+            return bytes >= 0 ? bytes : (long) Math.floor(modelBytes * percent / 100.0);
+        }
+
+        @Override
+        public String toString() {
+            return bytes >= 0 ? mb(bytes) : String.format(Locale.ROOT, "%s%%", percent);
+        }
+    }
+
+    private final Options options;
+    private final Bundle bundle;
+    private final FfnGeometry g;
+    private final IoEngine io;
+    private final FlashMetrics metrics = new FlashMetrics();
+    private final Arena arena = Arena.ofShared();
+    private final List<NeuronCache> caches = new ArrayList<>();
+    private final Predictors predictors;
+    private final int[] rowsPerLayer;
+    private final int hybridResident;
+    private final MemorySegment streamBuffer;
+    private final MemoryReport memory;
+    private final long modelBytes;
+    private long budgetBytes;
+    private Kernels oracleKernels;
+
+    private FlashRuntime(Options o, Bundle b) {
+        this.options = o;
+        this.bundle = b;
+        ModelConfig c = b.config();
+        this.g = b.manifest().ffn().geometry();
+        if (o.mode() == Mode.FLASH && !"relu".equals(activation(c))) {
+            throw new LlmflashException(b.dir() + ": --mode flash needs ReLU sparsity but this model's FFN uses "
+                    + activation(c) + "; use --mode dense, naive or hybrid");
+        }
+        this.predictors = o.mode() == Mode.FLASH && o.selector() == Selector.TRAINED ? readPredictors(b) : null;
+        long attention = 0, embeddings = 0;
+        for (BundleManifest.ResidentTensor t : b.manifest().resident().tensors()) {
+            if (isEmbedding(t.name())) {
+                embeddings += t.length();
+            } else {
+                attention += t.length();
+            }
+        }
+        this.modelBytes = b.manifest().resident().size() + b.manifest().ffn().size();
+        this.budgetBytes = o.budget() == null ? -1 : o.budget().resolve(modelBytes);
+        long kv = MemoryPlan.kvCacheBytes(c, o.contextTokens());
+        long predictorBytes = 0;
+        if (predictors != null) {
+            for (LayerPredictor p : predictors.layers()) {
+                predictorBytes += 4L * (p.a().length + p.b().length + p.c().length);
+            }
+        }
+        int layers = g.layers(), f = g.dFfn();
+        long scratch = activationScratchBytes(c) + (o.mode() == Mode.FLASH ? layers * (12L * f + 4L * g.dModel()) : 0);
+        IoEngine engine = IoEngine.open(b.dir().resolve(b.manifest().ffn().file()), o.ioThreads(), o.direct(), MAX_GAP, MAX_RUN_BYTES);
+        try {
+            long buffers = engine.maxBufferBytes() + scratch;
+            long fixed = attention + embeddings + kv + predictorBytes + buffers;
+            String parts = "resident weights " + mb(attention + embeddings) + " + KV cache " + mb(kv) + " for "
+                    + o.contextTokens() + " tokens + predictors " + mb(predictorBytes) + " + buffers " + mb(buffers)
+                    + " for " + o.ioThreads() + " I/O threads";
+            if (budgetBytes < 0) {
+                // No budget: room for every neuron in DRAM (flash caches, hybrid) or one layer (naive).
+                budgetBytes = fixed + switch (o.mode()) {
+                    case FLASH -> (long) layers * f * FlashFfn.cacheStride(g);
+                    case HYBRID -> layers * StreamedFfn.bytesFor(g, f);
+                    case NAIVE -> StreamedFfn.bytesFor(g, f);
+                };
+            }
+            long room = budgetBytes - fixed;
+            long neuronBytes;
+            int[] rows = new int[layers];
+            int resident = 0;
+            MemorySegment stream = null;
+            if (o.mode() == Mode.FLASH) {
+                long cs = FlashFfn.cacheStride(g);
+                long min = fixed + layers * cs;
+                refuseBelow(min, parts + " + one neuron cache row per layer");
+                planCaches(rows, room / cs);
+                neuronBytes = 0;
+                for (int l = 0; l < layers; l++) {
+                    caches.add(new NeuronCache(f, rows[l], cs));
+                    neuronBytes += rows[l] * cs;
+                }
+            } else {
+                long layerBytes = StreamedFfn.bytesFor(g, f);
+                refuseBelow(fixed + layerBytes, parts + " + one layer's FFN buffer " + mb(layerBytes));
+                if (o.mode() == Mode.HYBRID) {
+                    resident = hybridResident(room);
+                }
+                neuronBytes = resident == 0 ? 0 : layers * StreamedFfn.bytesFor(g, resident);
+                long streamBytes = resident == f ? 0 : StreamedFfn.bytesFor(g, f - resident);
+                stream = streamBytes == 0 ? null : arena.allocate(streamBytes, 4096);
+                buffers += streamBytes;
+            }
+            this.io = engine;
+            this.rowsPerLayer = rows;
+            this.hybridResident = resident;
+            this.streamBuffer = stream;
+            this.memory = new MemoryReport(budgetBytes, attention, embeddings, predictorBytes, neuronBytes, kv, buffers);
+        } catch (RuntimeException e) {
+            engine.close();
+            caches.forEach(NeuronCache::close);
+            arena.close();
+            throw e;
+        }
+    }
+
+    /**
+     * Opens the runtime for the bundle in {@code dir}.
+     *
+     * @throws LlmflashException the budget is too small (with the minimum), the bundle has no predictors
+     *                           (flash), or the model is not ReLU (flash)
+     */
+    public static FlashRuntime open(Path dir, Options o) {
+        if (!Bundle.looksLikeBundle(dir)) {
+            throw new LlmflashException(dir + ": --mode " + o.mode().name().toLowerCase(Locale.ROOT)
+                    + " reads the FFN from a bundle; convert the model first (llmflash convert --input "
+                    + dir + " --output BUNDLE)");
+        }
+        Bundle b = Bundle.open(dir);
+        try {
+            return new FlashRuntime(o, b);
+        } catch (RuntimeException e) {
+            b.close();
+            throw e;
+        }
+    }
+
+    private void refuseBelow(long min, String parts) {
+        if (budgetBytes < min) {
+            throw new LlmflashException(String.format(Locale.ROOT,
+                    "--memory %s (%s) is below the %s that --mode %s needs for this model (%s); raise --memory to at least %s",
+                    options.budget(), mb(budgetBytes), mb(min),
+                    options.mode().name().toLowerCase(Locale.ROOT), parts, mbUp(min)));
+        }
+    }
+
+    /** Splits {@code totalRows} cache rows over the layers: dense-kept layers get all f first if everything fits. */
+    private void planCaches(int[] rows, long totalRows) {
+        int layers = rows.length, f = g.dFfn();
+        boolean[] dense = new boolean[layers];
+        int denseCount = 0;
+        for (int l = 0; l < layers; l++) {
+            dense[l] = predictors != null && predictors.layer(l).dense();
+            denseCount += dense[l] ? 1 : 0;
+        }
+        long left = totalRows;
+        int shared = layers;
+        if (denseCount > 0 && totalRows >= (long) denseCount * f + (layers - denseCount)) {
+            for (int l = 0; l < layers; l++) {
+                if (dense[l]) {
+                    rows[l] = f;
+                    left -= f;
+                    shared--;
+                }
+            }
+        } else {
+            java.util.Arrays.fill(dense, false);
+        }
+        for (int l = 0; l < layers; l++) {
+            if (!dense[l]) {
+                rows[l] = (int) Math.max(1, Math.min(f, left / Math.max(1, shared)));
+            }
+        }
+    }
+
+    /** Hybrid's R: the most neurons per layer that fit next to the stream buffer, a multiple that keeps reads aligned. */
+    private int hybridResident(long room) {
+        int f = g.dFfn(), layers = g.layers();
+        long per = FlashFfn.bytesPerNeuron(g);
+        int step = (int) Math.max(1, 4096 / gcd(g.stride(), 4096));
+        int best = 0;
+        // room must hold layers x bytesFor(R) + bytesFor(f - R); bytesFor is near-linear, so search downwards.
+        int guess = layers == 1 ? f : (int) Math.min(f, Math.max(0, (room - StreamedFfn.bytesFor(g, f)) / ((layers - 1) * per)));
+        for (int r = guess - guess % step; r >= 0; r -= step) {
+            long need = layers * (r == 0 ? 0 : StreamedFfn.bytesFor(g, r)) + (r == f ? 0 : StreamedFfn.bytesFor(g, f - r));
+            if (need <= room) {
+                best = r;
+                break;
+            }
+        }
+        if (layers * StreamedFfn.bytesFor(g, f) <= room) {
+            best = f;
+        }
+        return best;
+    }
+
+    private static long gcd(long a, long b) {
+        return b == 0 ? a : gcd(b, a % b);
+    }
+
+    /**
+     * The per-layer FFN this runtime provides; the model builder's FFN (memory-mapped) supplies only the
+     * biases and shape, and (oracle selector) the true activity.
+     */
+    public FfnWrapper wrapper() {
+        return (layer, ffn) -> {
+            if (!(ffn instanceof NeuronMajorFfn n)) {
+                throw new IllegalStateException("a bundle's FFN is neuron-major");
+            }
+            long block = g.blockOffset(layer);
+            if (options.mode() == Mode.FLASH) {
+                return new FlashFfn(layer, g, block, caches.get(layer), selector(layer, n), io, n.upBias(), n.downBias(),
+                        options.window(), metrics);
+            }
+            MemorySegment residentRows = null;
+            if (hybridResident > 0) {
+                residentRows = arena.allocate(StreamedFfn.bytesFor(g, hybridResident), 4096);
+                IoEngine.Pending p = io.submit(StreamedFfn.reads(g, block, 0, hybridResident, residentRows));
+                p.await();
+            }
+            return new StreamedFfn(g, block, hybridResident, residentRows, streamBuffer, io, n.upBias(), n.downBias(),
+                    n.act(), metrics);
+        };
+    }
+
+    private ActiveSelector selector(int layer, NeuronMajorFfn n) {
+        if (options.selector() == Selector.ORACLE) {
+            if (oracleKernels == null) {
+                oracleKernels = new Kernels(1);
+            }
+            return ActiveSelector.oracle(n, oracleKernels);
+        }
+        LayerPredictor p = predictors.layer(layer);
+        return p.dense() ? ActiveSelector.all(g.dFfn()) : ActiveSelector.trained(p);
+    }
+
+    private static Predictors readPredictors(Bundle b) {
+        if (!PredictorFile.exists(b.dir())) {
+            throw new LlmflashException(b.dir() + ": --mode flash needs the bundle's predictors, and it has none;"
+                    + " train them with 'llmflash record' then 'llmflash train-predictor'");
+        }
+        return PredictorFile.read(b.dir(), b.manifest().fingerprint());
+    }
+
+    static boolean isEmbedding(String name) {
+        return name.contains("embed") || name.startsWith("lm_head") || name.contains("word_embeddings");
+    }
+
+    private static String activation(ModelConfig c) {
+        return switch (c) {
+            case OptConfig o -> o.activation();
+            case FalconConfig fc -> fc.activation();
+        };
+    }
+
+    /** Activation scratch of one sequence state (up to 128 tokens per step) and the logits. */
+    static long activationScratchBytes(ModelConfig c) {
+        return 4L * (128L * (8L * c.hiddenSize() + c.ffnSize()) + c.vocabSize());
+    }
+
+    static String mb(long bytes) {
+        return String.format(Locale.ROOT, "%.2f MB", bytes / 1e6);
+    }
+
+    static String mbUp(long bytes) {
+        return String.format(Locale.ROOT, "%.2fM", Math.ceil(bytes / 1e4) / 100.0);
+    }
+
+    public Options options() {
+        return options;
+    }
+
+    public FlashMetrics metrics() {
+        return metrics;
+    }
+
+    public MemoryReport memory() {
+        return memory;
+    }
+
+    public IoEngine io() {
+        return io;
+    }
+
+    /** Bytes of the whole model (resident file + ffn.bin): what "--memory 50%" is a share of. */
+    public long modelBytes() {
+        return modelBytes;
+    }
+
+    public long budgetBytes() {
+        return budgetBytes;
+    }
+
+    /** Flash: cache rows of each layer. */
+    public int[] cacheRows() {
+        return rowsPerLayer.clone();
+    }
+
+    /** Flash: rows in use, summed over layers. */
+    public long cacheRowsUsed() {
+        long u = 0;
+        for (NeuronCache c : caches) {
+            u += c.used();
+        }
+        return u;
+    }
+
+    /** Hybrid: neurons per layer held in DRAM. */
+    public int hybridResident() {
+        return hybridResident;
+    }
+
+    public FfnGeometry geometry() {
+        return g;
+    }
+
+    @Override
+    public void close() {
+        io.close();
+        caches.forEach(NeuronCache::close);
+        arena.close();
+        if (oracleKernels != null) {
+            oracleKernels.close();
+        }
+        bundle.close();
+    }
+}

@@ -1,0 +1,232 @@
+package dev.llmflash.runtime.flash;
+
+import dev.llmflash.formats.hf.ModelConfig;
+import dev.llmflash.runtime.budget.MemoryReport;
+import dev.llmflash.runtime.io.IoEngine;
+import dev.llmflash.runtime.model.LanguageModel;
+
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+
+/**
+ * Per-token metrics of a run, split as the paper's Table 3 (I/O, memory management, compute), and
+ * the summary that {@code generate --json}, {@code --report} and the end-of-run table show.
+ * {@link #wrap} puts a timing layer around a model: every forward call becomes one step, whose FFN
+ * counters ({@link FlashMetrics}) are the difference of snapshots taken around it. Compute time is
+ * the step's wall time minus its I/O wait and memory-management time (it includes the predictor,
+ * attention, the FFN arithmetic and the LM head).
+ * <p>Per-token figures are means over the single-token steps (generation); the prompt's steps are
+ * reported apart as {@code prefill}. A run with no single-token step (perplexity) reports per-token
+ * means over all its tokens. One thread.
+ */
+public final class RunReport {
+    /** One forward call. */
+    public record Step(int tokens, long nanos, FlashMetrics.Totals ffn, long deviceBytes) {
+    }
+
+    private final String mode;
+    private final FlashMetrics metrics;
+    private final IoEngine io;
+    private final MemoryReport memory;
+    private final long baselineRss;
+    private final List<Step> steps = new ArrayList<>();
+    private final Map<String, Object> extra = new LinkedHashMap<>();
+
+    /**
+     * @param metrics the runtime's counters, or null (dense: no FFN I/O)
+     * @param io      the runtime's engine (for device bytes and its mode), or null
+     * @param baselineRss the process's resident set before the model was opened, or -1
+     */
+    public RunReport(String mode, FlashMetrics metrics, IoEngine io, MemoryReport memory, long baselineRss) {
+        this.mode = mode;
+        this.metrics = metrics == null ? new FlashMetrics() : metrics;
+        this.io = io;
+        this.memory = memory;
+        this.baselineRss = baselineRss;
+    }
+
+    /** The report of a flash-runtime run. */
+    public static RunReport of(FlashRuntime rt, long baselineRss) {
+        RunReport r = new RunReport(rt.options().mode().name().toLowerCase(Locale.ROOT), rt.metrics(), rt.io(), rt.memory(), baselineRss);
+        r.extra.put("io_mode", rt.io().mode());
+        r.extra.put("io_threads", rt.io().threads());
+        if (rt.options().mode() == FlashRuntime.Mode.FLASH) {
+            r.extra.put("window", rt.options().window() < 0 ? "largest" : rt.options().window());
+            r.extra.put("selector", rt.options().selector().name().toLowerCase(Locale.ROOT));
+            r.extra.put("cache_rows_per_layer", Arrays.stream(rt.cacheRows()).boxed().toList());
+            r.extra.put("cache_share_of_ffn", (double) Arrays.stream(rt.cacheRows()).asLongStream().sum()
+                    / ((long) rt.geometry().layers() * rt.geometry().dFfn()));
+            r.extra.put("prefill", "token by token through the window (each prompt token loads its own active set)");
+        } else if (rt.options().mode() == FlashRuntime.Mode.HYBRID) {
+            r.extra.put("resident_neurons_per_layer", rt.hybridResident());
+            r.extra.put("resident_share_of_ffn", (double) rt.hybridResident() / rt.geometry().dFfn());
+        }
+        r.extra.put("layout", rt.geometry().layout().name().toLowerCase(Locale.ROOT));
+        return r;
+    }
+
+    /** The model, with every forward call recorded here as a step. */
+    public LanguageModel wrap(LanguageModel model) {
+        return new LanguageModel() {
+            @Override
+            public ModelConfig config() {
+                return model.config();
+            }
+
+            @Override
+            public State newState(int maxTokens) {
+                return model.newState(maxTokens);
+            }
+
+            @Override
+            public void forward(State state, int[] tokens, int n, boolean allPositions, float[] logits) {
+                FlashMetrics.Totals before = metrics.snapshot();
+                long dev0 = io == null ? 0 : io.stats().bytesRead();
+                long t0 = System.nanoTime();
+                model.forward(state, tokens, n, allPositions, logits);
+                long t1 = System.nanoTime();
+                steps.add(new Step(n, t1 - t0, metrics.snapshot().minus(before), (io == null ? 0 : io.stats().bytesRead()) - dev0));
+            }
+
+            @Override
+            public void close() {
+                model.close();
+            }
+        };
+    }
+
+    public List<Step> steps() {
+        return List.copyOf(steps);
+    }
+
+    /** Per-token summary over the steps that {@link #perToken()} selects. */
+    public record Summary(String mode, int tokens, double ioMs, double memMs, double computeMs, double totalMs,
+                          double totalP50Ms, double totalP90Ms, double totalMinMs, double totalMaxMs,
+                          double bytesPerToken, double deviceBytesPerToken, double loadedPerToken,
+                          double evictedPerToken, double hitRate, double window, double ioLatencyMs, long overflows) {
+    }
+
+    /** Decode steps (one token each) when there are any, else all steps. */
+    private List<Step> perToken() {
+        List<Step> one = steps.stream().filter(s -> s.tokens() == 1).toList();
+        return one.isEmpty() ? steps : one;
+    }
+
+    public Summary summary() {
+        return summarize(perToken());
+    }
+
+    private Summary summarize(List<Step> list) {
+        int tokens = 0;
+        long nanos = 0, io = 0, mem = 0, lat = 0, bytes = 0, dev = 0, loaded = 0, evicted = 0, hits = 0, act = 0, win = 0, ls = 0, over = 0;
+        double[] perStep = new double[list.size()];
+        int i = 0;
+        for (Step s : list) {
+            tokens += s.tokens();
+            nanos += s.nanos();
+            FlashMetrics.Totals t = s.ffn();
+            io += t.ioWaitNanos();
+            lat += t.ioLatencyNanos();
+            mem += t.memNanos();
+            bytes += t.bytesRequested();
+            dev += s.deviceBytes();
+            loaded += t.neuronsLoaded();
+            evicted += t.neuronsEvicted();
+            hits += t.hits();
+            act += t.active();
+            win += t.windowSum();
+            ls += t.layerSteps();
+            over += t.overflows();
+            perStep[i++] = s.nanos() / 1e6 / s.tokens();
+        }
+        Arrays.sort(perStep);
+        double n = Math.max(1, tokens);
+        return new Summary(mode, tokens, io / 1e6 / n, mem / 1e6 / n, (nanos - io - mem) / 1e6 / n, nanos / 1e6 / n,
+                pct(perStep, 0.5), pct(perStep, 0.9), perStep.length == 0 ? 0 : perStep[0],
+                perStep.length == 0 ? 0 : perStep[perStep.length - 1], bytes / n, dev / n, loaded / n, evicted / n,
+                act == 0 ? 1 : (double) hits / act, ls == 0 ? 0 : (double) win / ls, lat / 1e6 / n, over);
+    }
+
+    private static double pct(double[] sorted, double q) {
+        return sorted.length == 0 ? 0 : sorted[Math.min(sorted.length - 1, (int) Math.floor(q * (sorted.length - 1) + 0.5))];
+    }
+
+    /** The {@code metrics} fields of the CLI's JSON (the caller adds its own, such as timings to first token). */
+    public Map<String, Object> toJson() {
+        Summary s = summary();
+        Map<String, Object> m = new LinkedHashMap<>();
+        m.put("mode", mode);
+        m.put("tokens", s.tokens());
+        m.put("io_ms", s.ioMs());
+        m.put("mem_ms", s.memMs());
+        m.put("compute_ms", s.computeMs());
+        m.put("total_ms", s.totalMs());
+        m.put("total_ms_p50", s.totalP50Ms());
+        m.put("total_ms_p90", s.totalP90Ms());
+        m.put("total_ms_min", s.totalMinMs());
+        m.put("total_ms_max", s.totalMaxMs());
+        m.put("io_latency_ms", s.ioLatencyMs());
+        m.put("bytes_read_per_token", s.bytesPerToken());
+        m.put("device_bytes_read_per_token", s.deviceBytesPerToken());
+        m.put("neurons_loaded_per_token", s.loadedPerToken());
+        m.put("neurons_evicted_per_token", s.evictedPerToken());
+        m.put("cache_hit_rate", s.hitRate());
+        m.put("window_tokens_mean", s.window());
+        m.put("overflows", s.overflows());
+        m.putAll(extra);
+        List<Step> prefill = steps.stream().filter(x -> x.tokens() > 1).toList();
+        if (!prefill.isEmpty() && prefill.size() < steps.size()) {
+            Summary p = summarize(prefill);
+            Map<String, Object> pm = new LinkedHashMap<>();
+            pm.put("tokens", p.tokens());
+            pm.put("ms", p.totalMs() * p.tokens());
+            pm.put("io_ms", p.ioMs() * p.tokens());
+            pm.put("mem_ms", p.memMs() * p.tokens());
+            pm.put("bytes_read", (long) (p.bytesPerToken() * p.tokens()));
+            m.put("prefill_step", pm);
+        }
+        m.put("memory", memory.toJson(baselineRss));
+        return m;
+    }
+
+    /** The end-of-run table: one row per this run, as the paper's Table 3, then the memory held. */
+    public String table() {
+        return table(List.of(summary())) + memoryLine(memory);
+    }
+
+    /** A Table-3-like table of several runs (the demo and benchmarks compare modes). */
+    public static String table(List<Summary> rows) {
+        StringBuilder b = new StringBuilder();
+        b.append(String.format(Locale.ROOT, "%-10s %6s %9s %9s %11s %10s %13s %9s%n", "mode", "tokens", "I/O ms", "mem ms",
+                "compute ms", "total ms", "read/token", "hit rate"));
+        for (Summary s : rows) {
+            b.append(String.format(Locale.ROOT, "%-10s %6d %9.3f %9.3f %11.3f %10.3f %13s %8.1f%%%n", s.mode(), s.tokens(),
+                    s.ioMs(), s.memMs(), s.computeMs(), s.totalMs(), human(s.bytesPerToken()), 100 * s.hitRate()));
+        }
+        return b.toString();
+    }
+
+    public static String memoryLine(MemoryReport m) {
+        return String.format(Locale.ROOT, "memory: budget %s; held %s = attention %s + embeddings %s + predictors %s"
+                        + " + neuron cache %s + KV cache %s + buffers %s%n",
+                m.budgetBytes() < 0 ? "none" : human(m.budgetBytes()), human(m.total()), human(m.attention()),
+                human(m.embeddings()), human(m.predictors()), human(m.neuronCache()), human(m.kvCache()), human(m.buffers()));
+    }
+
+    static String human(double bytes) {
+        if (bytes >= 1e9) {
+            return String.format(Locale.ROOT, "%.2f GB", bytes / 1e9);
+        }
+        if (bytes >= 1e6) {
+            return String.format(Locale.ROOT, "%.2f MB", bytes / 1e6);
+        }
+        if (bytes >= 1e3) {
+            return String.format(Locale.ROOT, "%.1f KB", bytes / 1e3);
+        }
+        return String.format(Locale.ROOT, "%.0f B", bytes);
+    }
+}
