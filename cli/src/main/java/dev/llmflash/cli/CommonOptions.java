@@ -1,14 +1,37 @@
 package dev.llmflash.cli;
 
+import dev.llmflash.runtime.flash.FlashRuntime;
 import picocli.CommandLine.Option;
+
+import java.util.Locale;
 
 /** Options every command that runs a model takes. */
 final class CommonOptions {
     @Option(names = "--model", required = true, paramLabel = "DIR", description = "A bundle (llmflash convert) or a Hugging Face model folder (OPT or Falcon).")
     java.nio.file.Path model;
 
-    @Option(names = "--mode", paramLabel = "MODE", description = "dense (every neuron) | flash (the neurons the bundle's predictors select) | naive | hybrid (not yet) (default: ${DEFAULT-VALUE}).")
+    @Option(names = "--mode", paramLabel = "MODE", description = "dense (all weights mapped) | naive (FFN re-read from flash every token) | "
+            + "hybrid (part of the FFN in DRAM, the rest re-read) | flash (predictor + window cache, only missing neurons read) | "
+            + "predicted (mapped weights, predicted neurons only, with recall) (default: ${DEFAULT-VALUE}).")
     Mode mode = Mode.dense;
+
+    @Option(names = "--memory", paramLabel = "SIZE|PCT%", description = "DRAM budget for naive/hybrid/flash: bytes (6G, 900M) or a share of the model (50%%). "
+            + "Default: no limit (the caches may hold the whole FFN).")
+    String memory;
+
+    @Option(names = "--window", paramLabel = "K", description = "flash: keep the neurons of the last K tokens; 0 = no window (reload each token's set); "
+            + "default: the largest window the budget holds.")
+    Integer window;
+
+    @Option(names = "--io-threads", paramLabel = "N", description = "Parallel reads from flash (default: ${DEFAULT-VALUE}, as the paper).")
+    int ioThreads = FlashRuntime.DEFAULT_IO_THREADS;
+
+    @Option(names = "--predictor", paramLabel = "KIND", description = "flash: trained (the bundle's predictors) | oracle (the true activity, "
+            + "computed from all weights: for exactness checks only) (default: ${DEFAULT-VALUE}).")
+    String predictor = "trained";
+
+    @Option(names = "--page-cache", description = "Read through the page cache instead of direct I/O (the OS may then cache the FFN outside the budget).")
+    boolean pageCache;
 
     @Option(names = "--threads", paramLabel = "N", description = "Compute threads (default: ${DEFAULT-VALUE}, the number of cores).")
     int threads = Runtime.getRuntime().availableProcessors();
@@ -24,5 +47,32 @@ final class CommonOptions {
             throw new IllegalArgumentException("--threads must be between 1 and 1024, got " + threads);
         }
         return threads;
+    }
+
+    /** The flash runtime's options for {@code contextTokens} positions (only for naive, hybrid, flash). */
+    FlashRuntime.Options runtimeOptions(int contextTokens) {
+        FlashRuntime.Selector sel = switch (predictor.toLowerCase(Locale.ROOT)) {
+            case "trained" -> FlashRuntime.Selector.TRAINED;
+            case "oracle" -> FlashRuntime.Selector.ORACLE;
+            default -> throw new IllegalArgumentException("--predictor must be trained or oracle, got " + predictor);
+        };
+        if (window != null && window < 0) {
+            throw new IllegalArgumentException("--window must be >= 0 (0 = no window), got " + window);
+        }
+        return new FlashRuntime.Options(mode.runtimeMode(), memory == null ? null : FlashRuntime.Budget.parse(memory),
+                window == null ? -1 : window, ioThreads, !pageCache, sel, contextTokens);
+    }
+
+    /** Refuses flash-runtime options in the memory-mapped modes, where they would silently do nothing. */
+    void checkModeOptions() {
+        if (mode.runtimeMode() == null && (memory != null || window != null || pageCache)) {
+            throw new IllegalArgumentException("--memory, --window and --page-cache apply to --mode naive, hybrid and flash, not " + mode);
+        }
+        if (mode != Mode.flash && !"trained".equalsIgnoreCase(predictor)) {
+            throw new IllegalArgumentException("--predictor applies to --mode flash");
+        }
+        if (mode != Mode.flash && window != null) {
+            throw new IllegalArgumentException("--window applies to --mode flash");
+        }
     }
 }

@@ -8,12 +8,24 @@ import picocli.CommandLine.Option;
 import java.io.PrintWriter;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.ArrayList;
 import java.util.List;
+
+import dev.llmflash.runtime.flash.RunReport;
+import dev.llmflash.runtime.generate.Generator;
+import dev.llmflash.runtime.generate.SamplingOptions;
+import dev.llmflash.runtime.tokenizer.BpeTokenizer;
 import java.util.concurrent.Callable;
 
-/** The main job on the bundled small models: HF folder -> bundle -> generation, for OPT and Falcon. */
+/**
+ * The main job on the bundled small OPT model, the whole "LLM in a flash" pipeline: convert the HF
+ * folder to a bundle, inspect it, record FFN activations over a text, train the activity predictors,
+ * generate in flash mode within a DRAM budget, then run the same prompt in naive, hybrid and flash
+ * mode at that budget and print the per-token latency table (the paper's Table 3).
+ */
 @Command(name = "demo", mixinStandardHelpOptions = true,
-        description = "The pipeline on the bundled small models (testdata/models): convert each to a bundle, inspect it, generate from it.")
+        description = "The whole pipeline on the bundled small OPT model: convert, inspect, record activations, train predictors, "
+                + "generate in flash mode within a DRAM budget, and compare naive / hybrid / flash latency at that budget.")
 final class DemoCommand implements Callable<Integer> {
     @CommandLine.Spec
     CommandLine.Model.CommandSpec spec;
@@ -21,8 +33,18 @@ final class DemoCommand implements Callable<Integer> {
     @Option(names = "--prompt", paramLabel = "TEXT", description = "Prompt (default: ${DEFAULT-VALUE}).")
     String prompt = "In the beginning God created";
 
-    @Option(names = "--max-tokens", paramLabel = "N", description = "New tokens per model (default: ${DEFAULT-VALUE}).")
-    int maxTokens = 48;
+    @Option(names = "--max-tokens", paramLabel = "N", description = "New tokens per generation (default: ${DEFAULT-VALUE}).")
+    int maxTokens = 64;
+
+    @Option(names = "--record-tokens", paramLabel = "N", description = "Positions recorded to train the predictors (default: ${DEFAULT-VALUE}).")
+    int recordTokens = 24576;
+
+    @Option(names = "--memory", paramLabel = "SIZE", description = "DRAM budget for the flash, naive and hybrid runs (default: ${DEFAULT-VALUE}; "
+            + "opt-mini is 13.6 MiB, of which 7.5 MiB must stay resident).")
+    String memory = "16M";
+
+    @Option(names = "--models", paramLabel = "DIR", hidden = true, description = "Folder holding opt-mini and train-sample.txt's testdata (tests).")
+    Path modelsRoot;
 
     @Option(names = "--verbose", description = "Print stack traces on errors.")
     boolean verbose;
@@ -30,27 +52,55 @@ final class DemoCommand implements Callable<Integer> {
     @Override
     public Integer call() throws java.io.IOException {
         PrintWriter out = spec.commandLine().getOut();
-        Path models = home().resolve("testdata/models");
+        Path root = modelsRoot != null ? modelsRoot : home().resolve("testdata");
+        Path dir = root.resolve("models/opt-mini");
+        Path text = root.resolve("reference/train-sample.txt");
         Path work = Files.createTempDirectory("llmflash-demo");
         try {
-            for (String name : List.of("opt-mini", "falcon-mini-relu")) {
-                Path dir = models.resolve(name);
-                Path bundle = work.resolve(name + ".bundle");
-                int rc = step(out, "llmflash convert --input " + dir + " --output " + bundle,
-                        new ConvertCommand(), "--input", dir.toString(), "--output", bundle.toString());
-                rc = rc != 0 ? rc : step(out, "llmflash inspect " + bundle, new InspectCommand(), bundle.toString());
-                if (rc == 0) {
-                    out.println("== llmflash generate --model " + bundle + " --prompt \"" + prompt + "\" --max-tokens " + maxTokens);
-                    out.print(prompt);
-                    out.flush();
-                    rc = run(new GenerateCommand(), "--model", bundle.toString(), "--prompt", prompt, "--max-tokens",
-                            Integer.toString(maxTokens));
-                }
-                if (rc != 0) {
-                    return rc;
-                }
-                out.println();
+            Path bundle = work.resolve("opt-mini.bundle");
+            Path acts = work.resolve("opt-mini.acts");
+            String b = bundle.toString();
+            int rc = step(out, "llmflash convert --input " + dir + " --output " + b, new ConvertCommand(),
+                    "--input", dir.toString(), "--output", b);
+            rc = rc != 0 ? rc : step(out, "llmflash inspect " + b, new InspectCommand(), b);
+            rc = rc != 0 ? rc : step(out, "llmflash record --model " + b + " --text " + text + " --tokens " + recordTokens
+                    + " --output " + acts, new RecordCommand(), "--model", b, "--text", text.toString(), "--tokens",
+                    Integer.toString(recordTokens), "--output", acts.toString());
+            rc = rc != 0 ? rc : step(out, "llmflash train-predictor --model " + b + " --activations " + acts,
+                    new TrainPredictorCommand(), "--model", b, "--activations", acts.toString());
+            if (rc != 0) {
+                return rc;
             }
+            out.println("== llmflash generate --model " + b + " --mode flash --memory " + memory + " --prompt \"" + prompt
+                    + "\" --max-tokens " + maxTokens);
+            out.print(prompt);
+            out.flush();
+            rc = run(new GenerateCommand(), "--model", b, "--mode", "flash", "--memory", memory, "--prompt", prompt,
+                    "--max-tokens", Integer.toString(maxTokens));
+            if (rc != 0) {
+                return rc;
+            }
+            out.println();
+            out.println("== per-token latency at --memory " + memory + " (the same prompt and " + maxTokens
+                    + " new tokens in each mode; direct I/O, page cache bypassed where the filesystem allows)");
+            List<RunReport.Summary> rows = new ArrayList<>();
+            StringBuilder memoryLines = new StringBuilder();
+            for (Mode mode : List.of(Mode.naive, Mode.hybrid, Mode.flash)) {
+                CommonOptions o = new CommonOptions();
+                o.model = bundle;
+                o.mode = mode;
+                o.memory = memory;
+                BpeTokenizer tok = BpeTokenizer.fromModelDir(bundle);
+                int[] ids = tok.encodeWithBos(prompt);
+                try (LoadedModel lm = LoadedModel.open(o, tok, ids.length + maxTokens, new ArrayList<>())) {
+                    new Generator(lm.model()).generate(ids, maxTokens, SamplingOptions.greedy(), null);
+                    rows.add(lm.report().summary());
+                    memoryLines.append(String.format("%-10s ", mode)).append(RunReport.memoryLine(lm.runtime().memory()));
+                }
+            }
+            out.print(RunReport.table(rows));
+            out.print(memoryLines);
+            out.flush();
         } finally {
             deleteTree(work);
         }

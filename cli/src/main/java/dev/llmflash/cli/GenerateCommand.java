@@ -54,9 +54,11 @@ final class GenerateCommand implements Callable<Integer> {
         }
         PrintWriter out = spec.commandLine().getOut();
         PrintWriter err = spec.commandLine().getErr();
-        try (LoadedModel lm = LoadedModel.open(common.model, common.validatedThreads(), common.mode.wrapper(common.model))) {
-            BpeTokenizer tok = lm.tokenizer();
-            int[] ids = tok.encodeWithBos(prompt);
+        common.checkModeOptions();
+        checkModelFolder(common.model);
+        BpeTokenizer tok = BpeTokenizer.fromModelDir(common.model);
+        int[] ids = tok.encodeWithBos(prompt);
+        try (LoadedModel lm = LoadedModel.open(common, tok, ids.length + maxTokens, new java.util.ArrayList<>())) {
             StreamingDecoder dec = tok.decoder();
             Generator.Result r = new Generator(lm.model()).generate(ids, maxTokens, sampling, common.json ? null : id -> {
                 if (id != lm.model().config().eosTokenId()) {
@@ -78,9 +80,18 @@ final class GenerateCommand implements Callable<Integer> {
                 err.printf("[%d prompt + %d new tokens | first token %.1f ms | %.1f tokens/s | stop: %s | %s, %d threads]%n",
                         m.promptTokens(), m.generatedTokens(), m.timeToFirstTokenMs(), m.decodeTokensPerSecond(),
                         r.stopReason().name().toLowerCase(), common.mode, lm.kernels().threads());
+                err.print(lm.report().table());
+                err.flush();
             }
         }
         return 0;
+    }
+
+    /** Fails on a folder that is neither a bundle nor an HF checkpoint before its tokenizer is looked for. */
+    static void checkModelFolder(java.nio.file.Path dir) {
+        if (!dev.llmflash.formats.bundle.Bundle.looksLikeBundle(dir)) {
+            dev.llmflash.formats.hf.HfCheckpoint.open(dir).close();
+        }
     }
 
     static int[] withoutEos(int[] ids, int eos) {
@@ -89,12 +100,12 @@ final class GenerateCommand implements Callable<Integer> {
 
     private Map<String, Object> result(LoadedModel lm, Generator.Result r, String text) {
         GenerationMetrics m = r.metrics();
-        Map<String, Object> metrics = new LinkedHashMap<>();
+        Map<String, Object> metrics = new LinkedHashMap<>(lm.report().toJson());
         metrics.put("prompt_tokens", m.promptTokens());
         metrics.put("generated_tokens", m.generatedTokens());
         metrics.put("load_ms", lm.loadMs());
         metrics.put("time_to_first_token_ms", m.timeToFirstTokenMs());
-        metrics.put("total_ms", m.totalMs());
+        metrics.put("wall_ms", m.totalMs());
         metrics.put("decode_tokens_per_s", finiteOrNull(m.decodeTokensPerSecond()));
         metrics.put("prompt_tokens_per_s", finiteOrNull(m.promptTokensPerSecond()));
         metrics.put("threads", lm.kernels().threads());

@@ -8,40 +8,53 @@ import dev.llmflash.formats.predictor.Predictors;
 import dev.llmflash.runtime.ffn.FfnWrapper;
 import dev.llmflash.runtime.ffn.NeuronMajorFfn;
 import dev.llmflash.runtime.ffn.PredictedFfn;
+import dev.llmflash.runtime.flash.FlashRuntime;
 
 import java.nio.file.Path;
+import java.util.List;
 
 /**
- * How the FFN weights are used. {@code dense}: every neuron (the reference). {@code flash}: only the
- * neurons the bundle's predictors select (the output the flash runtime produces; until the flash
- * loader lands, all weights stay memory-mapped, so this measures quality, not speed).
- * {@code naive} and {@code hybrid} arrive with the flash runtime.
+ * How the FFN weights are used (DESIGN.md, Runtime):
+ * <ul>
+ *   <li>{@code dense}: every weight memory-mapped, every neuron computed (the reference);</li>
+ *   <li>{@code naive}: every token re-reads the whole FFN from flash (the paper's naive baseline);</li>
+ *   <li>{@code hybrid}: as much of the FFN as the budget allows held in DRAM, the rest re-read per token;</li>
+ *   <li>{@code flash}: predictor, window cache, only the missing bundles read (the paper's method);</li>
+ *   <li>{@code predicted}: every weight memory-mapped, only the predicted neurons computed: the output
+ *       flash mode gives, plus the predictors' recall against the true activity (a quality check).</li>
+ * </ul>
  */
 enum Mode {
-    dense, naive, hybrid, flash;
+    dense, naive, hybrid, flash, predicted;
 
-    /** The per-layer FFN wrapper this mode needs for {@code model}. */
-    FfnWrapper wrapper(Path model) {
-        return wrapper(model, new java.util.ArrayList<>());
-    }
-
-    /** As {@link #wrapper(Path)}; flash mode adds each predicted layer's FFN to {@code predicted} (for statistics). */
-    FfnWrapper wrapper(Path model, java.util.List<PredictedFfn> predicted) {
+    /** The flash runtime's mode, or null for the memory-mapped modes. */
+    FlashRuntime.Mode runtimeMode() {
         return switch (this) {
-            case dense -> FfnWrapper.NONE;
-            case flash -> predicted(model, predicted);
-            case naive, hybrid -> throw new IllegalArgumentException("--mode " + name() + " needs the flash runtime (I/O engine,"
-                    + " neuron cache), which this build does not have yet; use --mode dense, or --mode flash for predictor quality");
+            case naive -> FlashRuntime.Mode.NAIVE;
+            case hybrid -> FlashRuntime.Mode.HYBRID;
+            case flash -> FlashRuntime.Mode.FLASH;
+            case dense, predicted -> null;
         };
     }
 
-    private static FfnWrapper predicted(Path model, java.util.List<PredictedFfn> out) {
+    /** The per-layer FFN wrapper of a memory-mapped mode; predicted mode adds each predicted layer's FFN to {@code predicted}. */
+    FfnWrapper mappedWrapper(Path model, List<PredictedFfn> out) {
+        if (this == dense) {
+            return FfnWrapper.NONE;
+        }
+        if (this != predicted) {
+            throw new IllegalStateException(this + " runs through the flash runtime");
+        }
         if (!Bundle.looksLikeBundle(model)) {
-            throw new LlmflashException(model + ": --mode flash needs a bundle with predictors (llmflash convert, record, train-predictor)");
+            throw new LlmflashException(model + ": --mode predicted needs a bundle with predictors (llmflash convert, record, train-predictor)");
         }
         String fingerprint;
         try (Bundle b = Bundle.open(model)) {
             fingerprint = b.manifest().fingerprint();
+        }
+        if (!PredictorFile.exists(model)) {
+            throw new LlmflashException(model + ": --mode predicted needs the bundle's predictors, and it has none;"
+                    + " train them with 'llmflash record' then 'llmflash train-predictor'");
         }
         Predictors ps = PredictorFile.read(model, fingerprint);
         return (layer, ffn) -> {

@@ -43,7 +43,7 @@ final class PerplexityCommand implements Callable<Integer> {
         String content = readText(text);
         java.util.List<dev.llmflash.runtime.ffn.PredictedFfn> predicted = new java.util.ArrayList<>();
         PrintWriter out = spec.commandLine().getOut();
-        try (LoadedModel lm = LoadedModel.open(common.model, common.validatedThreads(), common.mode.wrapper(common.model, predicted))) {
+        try (LoadedModel lm = LoadedModel.open(common, null, context, predicted)) {
             int[] ids = lm.tokenizer().encode(content);
             Perplexity.Result r = Perplexity.evaluate(lm.model(), ids, lm.tokenizer().bosId(), context, maxTokens);
             if (common.json) {
@@ -58,6 +58,7 @@ final class PerplexityCommand implements Callable<Integer> {
                 json.put("mode", common.mode.name());
                 json.put("seconds", r.millis() / 1000.0);
                 json.put("tokens_per_s", r.windows() * (double) context / (r.millis() / 1000.0));
+                json.put("metrics", lm.report().toJson());
                 if (!predicted.isEmpty()) {
                     java.util.List<Map<String, Object>> layers = new java.util.ArrayList<>();
                     for (var p : predicted) {
@@ -74,6 +75,8 @@ final class PerplexityCommand implements Callable<Integer> {
             } else {
                 out.printf("perplexity %.4f over %d scored tokens (%d windows of %d, %.1f s, %.0f tokens/s)%n", r.perplexity(),
                         r.scoredTokens(), r.windows(), context, r.millis() / 1000.0, r.windows() * (double) context / (r.millis() / 1000.0));
+                spec.commandLine().getErr().print(lm.report().table());
+                spec.commandLine().getErr().flush();
                 for (var p : predicted) {
                     out.printf(java.util.Locale.ROOT, "  layer %d: true density %.2f%%, predicted %.2f%%, recall %.2f%% (on this text)%n",
                             p.predictor().layer(), 100 * p.activeFraction(), 100 * p.selectedFraction(), 100 * p.recall());

@@ -96,6 +96,22 @@ class CliTest {
         assertEquals(1, falcon.get("config").get("kv_heads").asInt(), "multi_query without new arch: one K/V head");
     }
 
+    /** The main job: the whole pipeline ends with the per-token latency table of naive, hybrid and flash. */
+    @Test
+    void demoRunsThePipelineAndEndsWithTheLatencyTable() {
+        Path testdata = TestData.model("opt-mini").getParent().getParent();
+        Run r = run("demo", "--models", testdata.toString(), "--record-tokens", "4096", "--max-tokens", "8", "--memory", "18M");
+        assertEquals(0, r.code(), r.err());
+        for (String step : new String[] {"llmflash convert", "llmflash inspect", "llmflash record", "llmflash train-predictor",
+                "llmflash generate", "--mode flash"}) {
+            assertTrue(r.out().contains(step), step + " in " + r.out());
+        }
+        String table = r.out().substring(r.out().indexOf("== per-token latency"));
+        for (String mode : new String[] {"naive", "hybrid", "flash"}) {
+            assertTrue(table.lines().anyMatch(l -> l.startsWith(mode + " ") && l.contains("%")), mode + " row in " + table);
+        }
+    }
+
     @Test
     void usageErrorsExitTwoWithOneLine() {
         Run r = run("generate", "--prompt", "x");

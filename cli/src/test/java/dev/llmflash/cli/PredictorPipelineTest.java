@@ -57,9 +57,9 @@ class PredictorPipelineTest {
     }
 
     @Test
-    void flashModeComputesOnlyPredictedNeuronsAndStaysClose() throws IOException {
+    void predictedModeComputesOnlyPredictedNeuronsAndStaysClose() throws IOException {
         double dense = perplexity(bundle, "dense").get("perplexity").asDouble();
-        JsonNode f = perplexity(bundle, "flash");
+        JsonNode f = perplexity(bundle, "predicted");
         double flash = f.get("perplexity").asDouble();
         JsonNode layers = f.get("predicted_layers");
         assertTrue(layers != null && layers.size() >= 3, "most layers are predicted: " + layers);
@@ -71,6 +71,34 @@ class PredictorPipelineTest {
         assertTrue(Math.abs(flash - dense) / dense < 0.10, "flash " + flash + " vs dense " + dense);
         JsonNode info = new ObjectMapper().readTree(bundle.resolve("predictors.json").toFile());
         assertTrue(info.toString().contains("predicted_density"), info.toString());
+    }
+
+    /**
+     * The flash runtime (predictor, window cache, reads from ffn.bin within a budget) computes what the
+     * predicted-sparse path computes: the same perplexity up to summation order.
+     */
+    @Test
+    void flashModeGivesThePredictedSparsePerplexityWithinItsBudget() throws IOException {
+        double predicted = perplexity(bundle, "predicted").get("perplexity").asDouble();
+        for (String[] extra : new String[][] {{}, {"--memory", "16M", "--window", "4"}}) {
+            String[] args = java.util.stream.Stream.concat(java.util.stream.Stream.of("perplexity", "--model", bundle.toString(),
+                    "--text", dev.toString(), "--mode", "flash", "--max-tokens", "4096", "--json"), java.util.Arrays.stream(extra))
+                    .toArray(String[]::new);
+            CliTest.Run p = CliTest.run(args);
+            assertEquals(0, p.code(), p.err());
+            JsonNode j = new ObjectMapper().readTree(p.out());
+            CliTest.Run q = CliTest.run("perplexity", "--model", bundle.toString(), "--text", dev.toString(), "--mode", "predicted",
+                    "--max-tokens", "4096", "--json");
+            double want = new ObjectMapper().readTree(q.out()).get("perplexity").asDouble();
+            double got = j.get("perplexity").asDouble();
+            assertEquals(want, got, want * 1e-4, "flash " + String.join(" ", extra) + " vs predicted");
+            JsonNode m = j.get("metrics");
+            assertEquals("flash", m.get("mode").asText());
+            assertTrue(m.get("bytes_read_per_token").asDouble() > 0, m.toString());
+            JsonNode mem = m.get("memory");
+            assertTrue(mem.get("total").asLong() <= mem.get("budget_bytes").asLong(), mem.toString());
+        }
+        assertTrue(predicted > 0);
     }
 
     @Test

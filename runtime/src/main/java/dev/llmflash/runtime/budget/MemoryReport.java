@@ -32,6 +32,7 @@ public record MemoryReport(long budgetBytes, long attention, long embeddings, lo
         m.put("process_rss_bytes", ProcessMemory.rssBytes());
         m.put("process_peak_rss_bytes", ProcessMemory.peakRssBytes());
         m.put("jvm_baseline_rss_bytes", baselineRssBytes);
+        m.put("jvm_heap_committed_bytes", Runtime.getRuntime().totalMemory());
         return m;
     }
 }

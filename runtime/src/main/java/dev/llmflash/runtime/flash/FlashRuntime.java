@@ -171,7 +171,7 @@ public final class FlashRuntime implements AutoCloseable {
         }
         this.modelBytes = b.manifest().resident().size() + b.manifest().ffn().size();
         this.budgetBytes = o.budget() == null ? -1 : o.budget().resolve(modelBytes);
-        long kv = MemoryPlan.kvCacheBytes(c, o.contextTokens());
+        long kv = MemoryPlan.kvCacheBytes(c, Math.min(o.contextTokens(), c.maxPositions()));
         long predictorBytes = 0;
         if (predictors != null) {
             for (LayerPredictor p : predictors.layers()) {
@@ -185,7 +185,7 @@ public final class FlashRuntime implements AutoCloseable {
             long buffers = engine.maxBufferBytes() + scratch;
             long fixed = attention + embeddings + kv + predictorBytes + buffers;
             String parts = "resident weights " + mb(attention + embeddings) + " + KV cache " + mb(kv) + " for "
-                    + o.contextTokens() + " tokens + predictors " + mb(predictorBytes) + " + buffers " + mb(buffers)
+                    + Math.min(o.contextTokens(), c.maxPositions()) + " tokens + predictors " + mb(predictorBytes) + " + buffers " + mb(buffers)
                     + " for " + o.ioThreads() + " I/O threads";
             if (budgetBytes < 0) {
                 // No budget: room for every neuron in DRAM (flash caches, hybrid) or one layer (naive).
@@ -243,7 +243,7 @@ public final class FlashRuntime implements AutoCloseable {
     public static FlashRuntime open(Path dir, Options o) {
         if (!Bundle.looksLikeBundle(dir)) {
             throw new LlmflashException(dir + ": --mode " + o.mode().name().toLowerCase(Locale.ROOT)
-                    + " reads the FFN from a bundle; convert the model first (llmflash convert --input "
+                    + " needs a bundle (it reads the FFN from the bundle's ffn.bin); convert the model first (llmflash convert --input "
                     + dir + " --output BUNDLE)");
         }
         Bundle b = Bundle.open(dir);
@@ -258,39 +258,70 @@ public final class FlashRuntime implements AutoCloseable {
     private void refuseBelow(long min, String parts) {
         if (budgetBytes < min) {
             throw new LlmflashException(String.format(Locale.ROOT,
-                    "--memory %s (%s) is below the %s that --mode %s needs for this model (%s); raise --memory to at least %s",
-                    options.budget(), mb(budgetBytes), mb(min),
+                    "--memory %s is below the %s that --mode %s needs for this model (%s); raise --memory to at least %s",
+                    options.budget().bytes() >= 0 ? options.budget().toString() : options.budget() + " (" + mb(budgetBytes) + ")", mb(min),
                     options.mode().name().toLowerCase(Locale.ROOT), parts, mbUp(min)));
         }
     }
 
-    /** Splits {@code totalRows} cache rows over the layers: dense-kept layers get all f first if everything fits. */
+    /**
+     * Splits {@code totalRows} cache rows over the layers in proportion to each layer's expected active
+     * set: the predicted density the trainer measured (1 for a layer kept dense; equal shares when
+     * unknown, as with the oracle), capped at f per layer with what a capped layer cannot use given to
+     * the others (water-filling). Every layer gets at least one row.
+     */
     private void planCaches(int[] rows, long totalRows) {
         int layers = rows.length, f = g.dFfn();
-        boolean[] dense = new boolean[layers];
-        int denseCount = 0;
-        for (int l = 0; l < layers; l++) {
-            dense[l] = predictors != null && predictors.layer(l).dense();
-            denseCount += dense[l] ? 1 : 0;
-        }
+        double[] w = expectedDensity(layers);
+        boolean[] capped = new boolean[layers];
         long left = totalRows;
-        int shared = layers;
-        if (denseCount > 0 && totalRows >= (long) denseCount * f + (layers - denseCount)) {
+        while (true) {
+            double sum = 0;
             for (int l = 0; l < layers; l++) {
-                if (dense[l]) {
+                sum += capped[l] ? 0 : w[l];
+            }
+            boolean changed = false;
+            for (int l = 0; l < layers; l++) {
+                if (!capped[l] && left * w[l] / sum >= f) {
+                    capped[l] = true;
                     rows[l] = f;
                     left -= f;
-                    shared--;
+                    changed = true;
                 }
             }
-        } else {
-            java.util.Arrays.fill(dense, false);
-        }
-        for (int l = 0; l < layers; l++) {
-            if (!dense[l]) {
-                rows[l] = (int) Math.max(1, Math.min(f, left / Math.max(1, shared)));
+            if (!changed) {
+                for (int l = 0; l < layers; l++) {
+                    if (!capped[l]) {
+                        rows[l] = (int) Math.max(1, Math.min(f, Math.floor(Math.max(0, left) * w[l] / sum)));
+                    }
+                }
+                return;
             }
         }
+    }
+
+    /** Per layer, the predicted density recorded by the trainer (1 for dense layers), else 1 for every layer. */
+    private double[] expectedDensity(int layers) {
+        double[] w = new double[layers];
+        java.util.Arrays.fill(w, 1.0);
+        if (predictors == null) {
+            return w;
+        }
+        Object info = predictors.trainingInfo().get("layers");
+        if (info instanceof List<?> list) {
+            for (Object o : list) {
+                if (o instanceof java.util.Map<?, ?> m && m.get("layer") instanceof Number l && l.intValue() >= 0
+                        && l.intValue() < layers && m.get("predicted_density") instanceof Number d && d.doubleValue() > 0) {
+                    w[l.intValue()] = Math.min(1.0, d.doubleValue());
+                }
+            }
+        }
+        for (int l = 0; l < layers; l++) {
+            if (predictors.layer(l).dense()) {
+                w[l] = 1.0;
+            }
+        }
+        return w;
     }
 
     /** Hybrid's R: the most neurons per layer that fit next to the stream buffer, a multiple that keeps reads aligned. */
@@ -362,6 +393,44 @@ public final class FlashRuntime implements AutoCloseable {
         return PredictorFile.read(b.dir(), b.manifest().fingerprint());
     }
 
+    /**
+     * What a memory-mapped run (dense) holds: every weight, the FFN counted as neuron cache; KV cache
+     * for {@code contextTokens}; activation scratch as buffers. No budget ({@code budget_bytes} -1).
+     */
+    public static MemoryReport mappedMemory(Path dir, int contextTokens) {
+        long attention = 0, embeddings = 0, ffn = 0;
+        ModelConfig c;
+        if (Bundle.looksLikeBundle(dir)) {
+            try (Bundle b = Bundle.open(dir)) {
+                c = b.config();
+                for (BundleManifest.ResidentTensor t : b.manifest().resident().tensors()) {
+                    if (isEmbedding(t.name())) {
+                        embeddings += t.length();
+                    } else {
+                        attention += t.length();
+                    }
+                }
+                ffn = b.manifest().ffn().size();
+            }
+        } else {
+            try (var hf = dev.llmflash.formats.hf.HfCheckpoint.open(dir)) {
+                c = hf.config();
+                for (String name : hf.weights().tensorNames()) {
+                    long bytes = hf.weights().tensor(name).data().byteSize();
+                    if (name.matches(".*\\.(fc1|fc2|dense_h_to_4h|dense_4h_to_h)\\.weight")) {
+                        ffn += bytes;
+                    } else if (isEmbedding(name)) {
+                        embeddings += bytes;
+                    } else {
+                        attention += bytes;
+                    }
+                }
+            }
+        }
+        int context = Math.min(contextTokens, c.maxPositions());
+        return new MemoryReport(-1, attention, embeddings, 0, ffn, MemoryPlan.kvCacheBytes(c, context), activationScratchBytes(c));
+    }
+
     static boolean isEmbedding(String name) {
         return name.contains("embed") || name.startsWith("lm_head") || name.contains("word_embeddings");
     }
@@ -379,11 +448,12 @@ public final class FlashRuntime implements AutoCloseable {
     }
 
     static String mb(long bytes) {
-        return String.format(Locale.ROOT, "%.2f MB", bytes / 1e6);
+        return RunReport.human(bytes);
     }
 
+    /** At least {@code bytes}, as a --memory value: MiB rounded up to two decimals. */
     static String mbUp(long bytes) {
-        return String.format(Locale.ROOT, "%.2fM", Math.ceil(bytes / 1e4) / 100.0);
+        return String.format(Locale.ROOT, "%.2fM", Math.ceil(bytes * 100.0 / (1L << 20)) / 100.0);
     }
 
     public Options options() {

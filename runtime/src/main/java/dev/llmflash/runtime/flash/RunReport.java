@@ -217,15 +217,16 @@ public final class RunReport {
                 human(m.embeddings()), human(m.predictors()), human(m.neuronCache()), human(m.kvCache()), human(m.buffers()));
     }
 
-    static String human(double bytes) {
-        if (bytes >= 1e9) {
-            return String.format(Locale.ROOT, "%.2f GB", bytes / 1e9);
+    /** Bytes in binary units (KiB, MiB, GiB), as --memory parses them. */
+    public static String human(double bytes) {
+        if (bytes >= 1L << 30) {
+            return String.format(Locale.ROOT, "%.2f GiB", bytes / (1L << 30));
         }
-        if (bytes >= 1e6) {
-            return String.format(Locale.ROOT, "%.2f MB", bytes / 1e6);
+        if (bytes >= 1L << 20) {
+            return String.format(Locale.ROOT, "%.2f MiB", bytes / (1L << 20));
         }
-        if (bytes >= 1e3) {
-            return String.format(Locale.ROOT, "%.1f KB", bytes / 1e3);
+        if (bytes >= 1L << 10) {
+            return String.format(Locale.ROOT, "%.1f KiB", bytes / (1L << 10));
         }
         return String.format(Locale.ROOT, "%.0f B", bytes);
     }
