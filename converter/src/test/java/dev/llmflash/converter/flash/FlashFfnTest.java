@@ -1,0 +1,529 @@
+package dev.llmflash.converter.flash;
+
+import dev.llmflash.converter.ConvertOptions;
+import dev.llmflash.converter.Converter;
+import dev.llmflash.converter.Progress;
+import dev.llmflash.formats.bundle.Bundle;
+import dev.llmflash.formats.bundle.FfnGeometry;
+import dev.llmflash.formats.bundle.FfnLayout;
+import dev.llmflash.formats.tensor.DType;
+import dev.llmflash.formats.testing.TestData;
+import dev.llmflash.runtime.flash.ActiveSelector;
+import dev.llmflash.runtime.flash.FlashFfn;
+import dev.llmflash.runtime.flash.FlashMetrics;
+import dev.llmflash.runtime.flash.NeuronCache;
+import dev.llmflash.runtime.io.IoEngine;
+import dev.llmflash.runtime.kernels.Kernels;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.io.TempDir;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.EnumSource;
+
+import java.io.EOFException;
+import java.io.IOException;
+import java.lang.foreign.MemorySegment;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.channels.FileChannel;
+import java.nio.file.Path;
+import java.nio.file.StandardOpenOption;
+import java.util.Arrays;
+import java.util.BitSet;
+import java.util.EnumMap;
+import java.util.Map;
+import java.util.Random;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assertions.fail;
+
+/**
+ * One layer's {@link FlashFfn}, built directly over a converted opt-mini bundle's {@code ffn.bin}
+ * (bundled and split layouts), driven by a scripted selector that replays randomized active sets with
+ * token-to-token overlap, for windows -1 (largest), 0 (none), 1, 2, 5 and caches from every neuron
+ * down to fewer rows than some active sets. After every token it checks, against oracles that read
+ * the file with a plain {@link FileChannel}:
+ * <ol>
+ *   <li>the I/O: neurons loaded = |S \ C| (S the active set, C the cache before the token; |S| with
+ *       no window or on overflow), bytes = loaded x bytes per neuron, hits = |S &cap; C|, and the
+ *       other counters (evicted, active, overflows, window reach);</li>
+ *   <li>the cached set: exactly what the policy in plain words ({@link #expectedCache}) keeps; and,
+ *       spelled out, the window semantics at full capacity (the union of the last K sets; nothing
+ *       evicted with the largest window; S alone without a window) and with a small cache (S is kept,
+ *       the capacity is never exceeded, the previous token's neurons stay whenever both sets fit);</li>
+ *   <li>the cache's consistency: row maps agree, last-active steps are the neurons' last use, and every
+ *       row's bytes are its neuron's bundle in the file (so eviction moves and reads land right);</li>
+ *   <li>the output: equal to a scalar-loop FFN over exactly S computed from the file's f16 weights and
+ *       the bundle's biases; where the cache also holds neurons outside S, the test checks that
+ *       computing them too would have been caught (the masking is really tested).</li>
+ * </ol>
+ * A second test shows that a batched call is the same sequence of window steps as one token at a time.
+ */
+class FlashFfnTest {
+    static final String MODEL = "opt-mini";
+    static final int[] WINDOWS = {-1, 0, 1, 2, 5};
+    /** Cache capacities in 32nds of f: every neuron, 10/32, 5/32 and 3/32 (below many active sets). */
+    static final int[] CAPACITY_32NDS = {32, 10, 5, 3};
+    static final int STEPS = 16;
+    /** Relative tolerance against the sum of |terms| of each output (only the summation order differs). */
+    static final double REL_TOL = 1e-3;
+
+    @TempDir
+    static Path tmp;
+    static Kernels kernels;
+    static final Map<FfnLayout, Path> bundles = new EnumMap<>(FfnLayout.class);
+
+    @BeforeAll
+    static void setUp() {
+        kernels = new Kernels(2);
+        for (FfnLayout layout : FfnLayout.values()) {
+            Path out = tmp.resolve(MODEL + "-" + layout);
+            Converter.convert(new ConvertOptions(TestData.model(MODEL), out, null, layout, false), Progress.none());
+            bundles.put(layout, out);
+        }
+    }
+
+    @AfterAll
+    static void tearDown() {
+        kernels.close();
+    }
+
+    /** One layer of a bundle as the oracles see it: bytes per neuron as read from the file, decoded weights, biases. */
+    record Layer(FfnGeometry g, Path ffnPath, int index, byte[][] neuronBytes, float[][] up, float[][] down,
+                 float[] upBias, float[] downBias) {
+
+        static Layer read(Path bundleDir, int layer) throws IOException {
+            FfnGeometry g;
+            Path ffnPath;
+            float[] upBias, downBias;
+            try (Bundle b = Bundle.open(bundleDir)) {
+                g = b.ffn().geometry();
+                ffnPath = b.ffn().path();
+                String p = "model.decoder.layers." + layer + ".";
+                upBias = b.resident().tensor(p + "fc1.bias").toFloatArray();
+                downBias = b.resident().tensor(p + "fc2.bias").toFloatArray();
+            }
+            assertEquals(DType.F16, g.dtype(), "the oracle decodes f16 weights");
+            int d = g.dModel(), f = g.dFfn();
+            int r = (int) g.rowBytes();
+            long block = g.blockOffset(layer);
+            byte[][] bytes = new byte[f][];
+            float[][] up = new float[f][d], down = new float[f][d];
+            try (FileChannel ch = FileChannel.open(ffnPath, StandardOpenOption.READ)) {
+                for (int i = 0; i < f; i++) {
+                    byte[] upRow, downCol;
+                    if (g.layout() == FfnLayout.BUNDLED) {
+                        // The whole stride, as a bundled cache row holds it (padding included).
+                        bytes[i] = readFully(ch, block + g.upOffset(i), (int) g.stride());
+                        upRow = Arrays.copyOfRange(bytes[i], 0, r);
+                        downCol = Arrays.copyOfRange(bytes[i], r, 2 * r);
+                    } else {
+                        upRow = readFully(ch, block + g.upOffset(i), r);
+                        downCol = readFully(ch, block + g.downOffset(i), r);
+                        bytes[i] = new byte[2 * r];
+                        System.arraycopy(upRow, 0, bytes[i], 0, r);
+                        System.arraycopy(downCol, 0, bytes[i], r, r);
+                    }
+                    up[i] = decodeF16(upRow, d);
+                    down[i] = decodeF16(downCol, d);
+                }
+            }
+            return new Layer(g, ffnPath, layer, bytes, up, down, upBias, downBias);
+        }
+    }
+
+    static byte[] readFully(FileChannel ch, long pos, int n) throws IOException {
+        ByteBuffer buf = ByteBuffer.allocate(n);
+        while (buf.hasRemaining()) {
+            if (ch.read(buf, pos + buf.position()) < 0) {
+                throw new EOFException("ffn.bin ends before byte " + (pos + n));
+            }
+        }
+        return buf.array();
+    }
+
+    static float[] decodeF16(byte[] b, int n) {
+        ByteBuffer le = ByteBuffer.wrap(b).order(ByteOrder.LITTLE_ENDIAN);
+        float[] out = new float[n];
+        for (int j = 0; j < n; j++) {
+            out[j] = Float.float16ToFloat(le.getShort(2 * j));
+        }
+        return out;
+    }
+
+    /** Replays pre-generated active sets, one per call, ignoring the input. */
+    static final class Scripted implements ActiveSelector {
+        private final int f;
+        private final int[][] sets;
+        private int next;
+
+        Scripted(int f, int[][] sets) {
+            this.f = f;
+            this.sets = sets;
+        }
+
+        @Override
+        public int neurons() {
+            return f;
+        }
+
+        @Override
+        public int select(float[] x, int off, int[] out) {
+            if (next == sets.length) {
+                fail("the FFN asked for more tokens than scripted (" + sets.length + ")");
+            }
+            int[] s = sets[next++];
+            System.arraycopy(s, 0, out, 0, s.length);
+            return s.length;
+        }
+    }
+
+    /**
+     * Active sets like real activity: mostly 2.5-10% of the neurons, keeping 60-80% of the previous set and
+     * adding fresh ones; sometimes a burst of 12-37%, sometimes nothing; step 11 is a burst of 3/8 of the
+     * neurons (larger than every small cache here, so the overflow path runs in each small-cache case).
+     */
+    static int[][] script(long seed, int f, int steps) {
+        Random rnd = new Random(seed);
+        int[][] sets = new int[steps][];
+        int[] prev = new int[0];
+        for (int t = 0; t < steps; t++) {
+            double u = rnd.nextDouble();
+            int size = t == 10 ? 3 * f / 8
+                    : u < 0.05 && t > 0 ? 0
+                    : u < 0.25 ? f / 8 + rnd.nextInt(f / 4)
+                    : f / 40 + rnd.nextInt(f / 13);
+            int keep = Math.min(size, (int) Math.round(prev.length * (0.6 + 0.2 * rnd.nextDouble())));
+            int[] p = prev.clone();
+            BitSet s = new BitSet(f);
+            for (int k = 0; k < keep; k++) {  // partial Fisher-Yates: keep random members of the previous set
+                int j = k + rnd.nextInt(p.length - k);
+                int swap = p[j];
+                p[j] = p[k];
+                p[k] = swap;
+                s.set(p[k]);
+            }
+            BitSet before = bits(prev);
+            while (s.cardinality() < size) {
+                int c = rnd.nextInt(f);
+                if (!before.get(c)) {
+                    s.set(c);
+                }
+            }
+            sets[t] = s.stream().toArray();
+            prev = sets[t];
+        }
+        return sets;
+    }
+
+    static BitSet bits(int[] neurons) {
+        BitSet b = new BitSet();
+        for (int i : neurons) {
+            b.set(i);
+        }
+        return b;
+    }
+
+    static BitSet cached(NeuronCache cache) {
+        BitSet b = new BitSet();
+        for (int r = 0; r < cache.used(); r++) {
+            b.set(cache.neuronAt(r));
+        }
+        return b;
+    }
+
+    /**
+     * The cache after step t, in plain words: an active set larger than the cache leaves its last part
+     * (parts of {@code capacity} from the start); no window keeps S; otherwise the cached neurons and S,
+     * minus those not used in the last K steps (window K), and - if that exceeds the capacity - only the
+     * neurons of the most recent whole steps that fit (the largest window the cache allows).
+     *
+     * @param lastUse each neuron's last step in an active set, S (step t) included
+     */
+    static BitSet expectedCache(BitSet before, int[] s, int[] lastUse, int t, int window, int capacity) {
+        if (s.length > capacity) {
+            int lastPart = (s.length - 1) / capacity * capacity;
+            return bits(Arrays.copyOfRange(s, lastPart, s.length));
+        }
+        if (window == 0) {
+            return bits(s);
+        }
+        BitSet cand = (BitSet) before.clone();
+        cand.or(bits(s));
+        if (window > 0) {
+            for (int c : cand.stream().toArray()) {
+                if (lastUse[c] < t - window + 1) {
+                    cand.clear(c);
+                }
+            }
+        }
+        if (cand.cardinality() <= capacity) {
+            return cand;
+        }
+        BitSet keep = new BitSet();
+        for (int age = 0; age <= t; age++) {
+            int a = age;
+            BitSet group = new BitSet();
+            cand.stream().filter(c -> t - lastUse[c] == a).forEach(group::set);
+            if (keep.cardinality() + group.cardinality() > capacity) {
+                break;
+            }
+            keep.or(group);
+        }
+        return keep;
+    }
+
+    /** The FFN over exactly {@code neurons}, scalar loops in double; also each output's sum of |terms| (error scale). */
+    static double[][] oracle(Layer l, BitSet neurons, float[] x) {
+        int d = l.g().dModel();
+        double[] out = new double[d], scale = new double[d];
+        neurons.stream().forEach(i -> {
+            double a = l.upBias()[i];
+            for (int j = 0; j < d; j++) {
+                a += (double) l.up()[i][j] * x[j];
+            }
+            if (a > 0) {
+                for (int j = 0; j < d; j++) {
+                    double term = a * l.down()[i][j];
+                    out[j] += term;
+                    scale[j] += Math.abs(term);
+                }
+            }
+        });
+        for (int j = 0; j < d; j++) {
+            out[j] += l.downBias()[j];
+            scale[j] += Math.abs(l.downBias()[j]);
+        }
+        return new double[][]{out, scale};
+    }
+
+    /** What the test managed to exercise in one layout (so that it cannot pass vacuously). */
+    static final class Coverage {
+        int overflows, capacityEvictions, windowEvictions, previousStepKept, maskingCaught, loadsAndHits;
+    }
+
+    @ParameterizedTest
+    @EnumSource(FfnLayout.class)
+    void everyTokenLoadsExactlyTheMissingNeuronsKeepsTheWindowAndComputesTheChosenNeurons(FfnLayout layout) throws IOException {
+        Path dir = bundles.get(layout);
+        int layers;
+        try (Bundle b = Bundle.open(dir)) {
+            layers = b.config().numLayers();
+        }
+        Layer[] byLayer = new Layer[layers];
+        Coverage cov = new Coverage();
+        int combo = 0;
+        for (int window : WINDOWS) {
+            for (int c32 : CAPACITY_32NDS) {
+                int layer = combo % layers;  // every layer's block offset gets used
+                if (byLayer[layer] == null) {
+                    byLayer[layer] = Layer.read(dir, layer);
+                }
+                Layer l = byLayer[layer];
+                int f = l.g().dFfn();
+                runCase(l, layout, window, f * c32 / 32, script(1000L * window + c32, f, STEPS), new Random(combo), cov);
+                combo++;
+            }
+        }
+        String where = layout + ": ";
+        assertTrue(cov.overflows > 0, where + "some active sets exceeded the cache");
+        assertTrue(cov.capacityEvictions > 0, where + "some tokens evicted for capacity (beyond the window)");
+        assertTrue(cov.windowEvictions > 0, where + "some tokens evicted by the window");
+        assertTrue(cov.previousStepKept > 0, where + "the previous token's neurons were checked to stay under a small cache");
+        assertTrue(cov.maskingCaught > 0, where + "cached neurons outside S would have changed the output");
+        assertTrue(cov.loadsAndHits > 0, where + "some tokens both hit and loaded");
+    }
+
+    static void runCase(Layer l, FfnLayout layout, int window, int capacity, int[][] sets, Random xs, Coverage cov) {
+        FfnGeometry g = l.g();
+        int d = g.dModel(), f = g.dFfn();
+        long bytesPerNeuron = FlashFfn.bytesPerNeuron(g);
+        int[] lastUse = new int[f];
+        Arrays.fill(lastUse, -1);
+        FlashMetrics metrics = new FlashMetrics();
+        try (NeuronCache cache = new NeuronCache(f, capacity, FlashFfn.cacheStride(g));
+             IoEngine io = IoEngine.open(l.ffnPath(), 4, true)) {
+            FlashFfn ffn = new FlashFfn(l.index(), g, g.blockOffset(l.index()), cache, new Scripted(f, sets), io,
+                    l.upBias(), l.downBias(), window, metrics);
+            float[] x = new float[d], h = new float[f], out = new float[d];
+            for (int i = 0; i < sets.length; i++) {
+                int t = i + 1;  // FlashFfn's step counter: the first token is step 1
+                int[] s = sets[i];
+                BitSet sBits = bits(s);
+                int n = s.length;
+                String at = layout + " layer " + l.index() + " window " + window + " capacity " + capacity
+                        + " step " + t + " |S|=" + n;
+                BitSet before = cached(cache);
+                for (int j = 0; j < d; j++) {
+                    x[j] = (float) xs.nextGaussian();
+                }
+                FlashMetrics.Totals m0 = metrics.snapshot();
+
+                ffn.forward(kernels, x, 1, h, out);
+
+                FlashMetrics.Totals dm = metrics.snapshot().minus(m0);
+                for (int c : s) {
+                    lastUse[c] = t;
+                }
+                BitSet after = cached(cache);
+                boolean overflow = n > capacity;
+                BitSet hit = (BitSet) sBits.clone();
+                hit.and(before);
+                int hits = hit.cardinality();
+
+                // 1. I/O: exactly the missing neurons, whole bundles.
+                long loaded = overflow || window == 0 ? n : n - hits;
+                assertEquals(loaded, dm.neuronsLoaded(), at + ": neurons loaded = |S \\ C| (C = cache before)");
+                assertEquals(loaded * bytesPerNeuron, dm.bytesRequested(), at + ": bytes requested");
+                assertEquals(overflow || window == 0 ? 0 : hits, dm.hits(), at + ": hits = |S and C|");
+                assertEquals(n, dm.active(), at + ": active");
+                assertEquals(1, dm.layerSteps(), at + ": layer steps");
+                assertEquals(overflow ? 1 : 0, dm.overflows(), at + ": overflows");
+                BitSet gone = (BitSet) before.clone();
+                gone.andNot(after);
+                // No window drops the whole cache (S is reloaded); an overflow also drops every part but the last.
+                long evicted = overflow ? before.cardinality() + n - after.cardinality()
+                        : window == 0 ? before.cardinality() : gone.cardinality();
+                assertEquals(evicted, dm.neuronsEvicted(), at + ": evicted");
+                int oldest = t;
+                for (int r = 0; r < cache.used(); r++) {
+                    oldest = (int) Math.min(oldest, cache.lastActive(r));
+                }
+                assertEquals(overflow ? 1 : t - oldest + 1, dm.windowSum(), at + ": window reach");
+
+                // 2./3. The cached set.
+                assertTrue(cache.used() <= capacity, at + ": " + cache.used() + " rows used");
+                assertEquals(expectedCache(before, s, lastUse, t, window, capacity), after, at + ": cached neurons");
+                if (!overflow) {
+                    BitSet missingS = (BitSet) sBits.clone();
+                    missingS.andNot(after);
+                    assertTrue(missingS.isEmpty(), at + ": S is cached after its token, missing " + missingS);
+                }
+                if (capacity == f && window != 0) {
+                    BitSet want = new BitSet();
+                    if (window == -1) {
+                        assertEquals(0, dm.neuronsEvicted(), at + ": the largest window with every row evicts nothing");
+                    }
+                    int from = window == -1 ? 0 : Math.max(0, i - window + 1);
+                    for (int k = from; k <= i; k++) {
+                        want.or(bits(sets[k]));
+                    }
+                    assertEquals(want, after, at + ": the cache is the union of the active sets in the window");
+                }
+                if (window == 0) {
+                    assertEquals(overflow ? after : sBits, after, at + ": no window keeps S alone");
+                }
+                if ((window == -1 || window >= 2) && capacity < f && i > 0 && !overflow) {
+                    BitSet both = bits(sets[i - 1]);
+                    both.or(sBits);
+                    if (both.cardinality() <= capacity) {
+                        BitSet prevGone = bits(sets[i - 1]);
+                        prevGone.andNot(after);
+                        assertTrue(prevGone.isEmpty(), at + ": the previous token's neurons stay when both fit, lost " + prevGone);
+                        cov.previousStepKept++;
+                    }
+                }
+                if (!overflow && !gone.isEmpty()) {
+                    // A window eviction removes only neurons out of the window; one that took a neuron still in
+                    // the window was for capacity.
+                    boolean inWindow = gone.stream().anyMatch(c -> window == -1 || lastUse[c] >= t - window + 1);
+                    if (inWindow) {
+                        cov.capacityEvictions++;
+                    } else {
+                        cov.windowEvictions++;
+                    }
+                }
+
+                // 4. Consistency: maps, last use, bytes from the file.
+                for (int r = 0; r < cache.used(); r++) {
+                    int neuron = cache.neuronAt(r);
+                    assertEquals(r, cache.row(neuron), at + ": row of neuron " + neuron);
+                    assertEquals(lastUse[neuron], cache.lastActive(r), at + ": last active of neuron " + neuron + " in row " + r);
+                    byte[] want = l.neuronBytes()[neuron];
+                    MemorySegment got = cache.rowSlice(r).asSlice(0, want.length);
+                    long mismatch = got.mismatch(MemorySegment.ofArray(want));
+                    assertEquals(-1, mismatch, at + ": row " + r + " holds neuron " + neuron + "'s bytes from the file");
+                }
+                for (int neuron = 0; neuron < f; neuron++) {
+                    assertEquals(after.get(neuron), cache.row(neuron) >= 0, at + ": row(" + neuron + ") agrees with the rows");
+                }
+
+                // 5. The output: the FFN over exactly S.
+                double[][] oracle = oracle(l, sBits, x);
+                for (int j = 0; j < d; j++) {
+                    double tol = REL_TOL * oracle[1][j] + 1e-6;
+                    double err = Math.abs(out[j] - oracle[0][j]);
+                    if (err > tol) {
+                        fail(at + ": output " + j + " = " + out[j] + ", oracle " + oracle[0][j] + " (tolerance " + tol + ")");
+                    }
+                }
+                if (!overflow && after.cardinality() > n) {
+                    double[][] unmasked = oracle(l, after, x);
+                    for (int j = 0; j < d; j++) {
+                        if (Math.abs(unmasked[0][j] - oracle[0][j]) > 10 * (REL_TOL * oracle[1][j] + 1e-6)) {
+                            cov.maskingCaught++;
+                            break;
+                        }
+                    }
+                }
+                if (!overflow && window != 0 && hits > 0 && hits < n) {
+                    cov.loadsAndHits++;
+                }
+                if (overflow) {
+                    cov.overflows++;
+                }
+            }
+        }
+    }
+
+    @ParameterizedTest
+    @EnumSource(FfnLayout.class)
+    void aBatchedCallIsTheSameWindowStepsAsOneTokenAtATime(FfnLayout layout) throws IOException {
+        Layer l = Layer.read(bundles.get(layout), 1);
+        FfnGeometry g = l.g();
+        int d = g.dModel(), f = g.dFfn(), m = 4, steps = 12, capacity = f / 4;
+        int[][] sets = script(7, f, steps);
+        Random rnd = new Random(3);
+        float[] x = new float[steps * d];
+        for (int i = 0; i < x.length; i++) {
+            x[i] = (float) rnd.nextGaussian();
+        }
+        float[] one = new float[steps * d], batched = new float[steps * d];
+        FlashMetrics.Totals[] totals = new FlashMetrics.Totals[2];
+        BitSet[] finalCache = new BitSet[2];
+        for (int mode = 0; mode < 2; mode++) {
+            FlashMetrics metrics = new FlashMetrics();
+            try (NeuronCache cache = new NeuronCache(f, capacity, FlashFfn.cacheStride(g));
+                 IoEngine io = IoEngine.open(l.ffnPath(), 4, true)) {
+                FlashFfn ffn = new FlashFfn(l.index(), g, g.blockOffset(l.index()), cache, new Scripted(f, sets), io,
+                        l.upBias(), l.downBias(), 2, metrics);
+                if (mode == 0) {
+                    float[] xt = new float[d], ot = new float[d];
+                    for (int t = 0; t < steps; t++) {
+                        System.arraycopy(x, t * d, xt, 0, d);
+                        ffn.forward(kernels, xt, 1, new float[f], ot);
+                        System.arraycopy(ot, 0, one, t * d, d);
+                    }
+                } else {
+                    for (int t = 0; t < steps; t += m) {
+                        float[] xb = Arrays.copyOfRange(x, t * d, (t + m) * d), ob = new float[m * d];
+                        ffn.forward(kernels, xb, m, new float[m * f], ob);
+                        System.arraycopy(ob, 0, batched, t * d, m * d);
+                    }
+                }
+                totals[mode] = metrics.snapshot();
+                finalCache[mode] = cached(cache);
+            }
+        }
+        assertArrayEquals(one, batched, 1e-6f, layout + ": batched outputs equal token-at-a-time outputs");
+        assertEquals(finalCache[0], finalCache[1], layout + ": the same cache at the end");
+        FlashMetrics.Totals a = totals[0], b = totals[1];
+        assertEquals(a.neuronsLoaded(), b.neuronsLoaded(), layout + ": loaded");
+        assertEquals(a.neuronsEvicted(), b.neuronsEvicted(), layout + ": evicted");
+        assertEquals(a.hits(), b.hits(), layout + ": hits");
+        assertEquals(a.windowSum(), b.windowSum(), layout + ": window reach");
+        assertEquals(steps, b.layerSteps(), layout + ": one layer step per token");
+    }
+}
