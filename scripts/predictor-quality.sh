@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Predictor quality on the bundled small models, end to end: convert, record activations on the
-# training sample, train the predictors, then dev.txt perplexity dense vs flash (predicted neurons only).
+# training sample, train the predictors, then dev.txt perplexity dense vs predicted (predicted neurons only, with recall) vs flash (the flash runtime).
 # Usage: scripts/predictor-quality.sh [WORK_DIR] [TOKENS]     (defaults: /tmp/llmflash-predictors, 81920)
 set -euo pipefail
 root="$(cd "$(dirname "$(readlink -f "$0")")/.." && pwd)"
@@ -17,7 +17,7 @@ for m in opt-mini falcon-mini-relu; do
   "$root/llmflash" train-predictor --model "$b" --activations "$work/$m.acts"
   end=$(date +%s.%N)
   echo "record + train: $(echo "$end - $start" | bc) s"
-  for mode in dense flash; do
+  for mode in dense predicted flash; do
     echo -n "$mode: "
     "$root/llmflash" perplexity --model "$b" --text "$root/testdata/reference/dev.txt" --mode "$mode"
   done

@@ -13,7 +13,7 @@ import java.io.PrintWriter;
  */
 @Command(name = "llmflash", mixinStandardHelpOptions = true, versionProvider = Main.Version.class,
         description = "Run language models larger than the memory they are given (\"LLM in a flash\").",
-        subcommands = {ConvertCommand.class, InspectCommand.class, GenerateCommand.class, PerplexityCommand.class, RecordCommand.class, TrainPredictorCommand.class, SynthCommand.class, DemoCommand.class,
+        subcommands = {ConvertCommand.class, InspectCommand.class, GenerateCommand.class, PerplexityCommand.class, RecordCommand.class, TrainPredictorCommand.class, SynthCommand.class, DemoCommand.class, BenchCommand.class,
                 CommandLine.HelpCommand.class})
 public final class Main implements Runnable {
     public static final int EXIT_ERROR = 1;

@@ -275,10 +275,30 @@ public final class FlashRuntime implements AutoCloseable {
         double[] w = expectedDensity(layers);
         boolean[] capped = new boolean[layers];
         long left = totalRows;
+        // A layer kept dense needs all f neurons every token: its cache helps only if it holds the whole
+        // layer. When the dense layers would take more than half the rows, they get just enough rows to
+        // stream the layer in parts of about 256 KiB (the overflow path) and the rows go to predicted layers.
+        long denseRows = 0;
+        for (int l = 0; l < layers; l++) {
+            denseRows += w[l] >= 1.0 && predictors != null && predictors.layer(l).dense() ? f : 0;
+        }
+        if (denseRows > 0 && denseRows > totalRows / 2) {
+            int stream = (int) Math.max(1, Math.min(f, (256 << 10) / FlashFfn.cacheStride(g)));
+            for (int l = 0; l < layers; l++) {
+                if (predictors.layer(l).dense()) {
+                    rows[l] = stream;
+                    capped[l] = true;
+                    left -= stream;
+                }
+            }
+        }
         while (true) {
             double sum = 0;
             for (int l = 0; l < layers; l++) {
                 sum += capped[l] ? 0 : w[l];
+            }
+            if (sum == 0) {
+                return;
             }
             boolean changed = false;
             for (int l = 0; l < layers; l++) {

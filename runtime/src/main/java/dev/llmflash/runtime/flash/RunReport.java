@@ -110,14 +110,30 @@ public final class RunReport {
                           double evictedPerToken, double hitRate, double window, double ioLatencyMs, long overflows) {
     }
 
-    /** Decode steps (one token each) when there are any, else all steps. */
+    private int skipDecode;
+
+    /** Leaves the first {@code n} single-token steps out of the per-token figures (warm-up). */
+    public RunReport skipWarmup(int n) {
+        this.skipDecode = n;
+        return this;
+    }
+
+    /** Decode steps (one token each) after the warm-up when there are any, else all steps. */
     private List<Step> perToken() {
-        List<Step> one = steps.stream().filter(s -> s.tokens() == 1).toList();
+        List<Step> one = steps.stream().filter(s -> s.tokens() == 1).skip(skipDecode).toList();
         return one.isEmpty() ? steps : one;
     }
 
     public Summary summary() {
         return summarize(perToken());
+    }
+
+    /** The summary under another name (a benchmark's method). */
+    public Summary summary(String name) {
+        Summary s = summary();
+        return new Summary(name, s.tokens(), s.ioMs(), s.memMs(), s.computeMs(), s.totalMs(), s.totalP50Ms(), s.totalP90Ms(),
+                s.totalMinMs(), s.totalMaxMs(), s.bytesPerToken(), s.deviceBytesPerToken(), s.loadedPerToken(),
+                s.evictedPerToken(), s.hitRate(), s.window(), s.ioLatencyMs(), s.overflows());
     }
 
     private Summary summarize(List<Step> list) {
