@@ -101,6 +101,34 @@ class PredictorPipelineTest {
         assertTrue(predicted > 0);
     }
 
+    /** {@code llmflash bench --json}: every method's per-token split, bytes and memory, at one budget. */
+    @Test
+    void benchReportsEveryMethodAtOneBudget() throws IOException {
+        CliTest.Run b = CliTest.run("bench", "--model", bundle.toString(), "--memory", "16M", "--io-threads", "4", "--tokens", "6",
+                "--warmup", "2", "--json");
+        assertEquals(0, b.code(), b.err());
+        JsonNode j = new ObjectMapper().readTree(b.out());
+        JsonNode methods = j.get("methods");
+        assertEquals(4, methods.size(), methods.toString());
+        String[] names = {"naive", "hybrid", "predictor", "flash"};
+        for (int i = 0; i < names.length; i++) {
+            JsonNode m = methods.get(i);
+            assertEquals(names[i], m.get("method").asText());
+            assertEquals(6, m.get("tokens").asInt(), "measured tokens after the warm-up");
+            assertEquals(m.get("total_ms").asDouble(), m.get("io_ms").asDouble() + m.get("mem_ms").asDouble() + m.get("compute_ms").asDouble(),
+                    1e-6, m.toString());
+            assertTrue(m.get("memory").get("total").asLong() <= 16L << 20, m.toString());
+        }
+        double naive = methods.get(0).get("bytes_read_per_token").asDouble();
+        assertEquals(6L * 1024 * 1024, (long) naive, "naive reads opt-mini's whole FFN (6 layers x 1024 neurons x 1 KiB) per token");
+        assertTrue(methods.get(1).get("bytes_read_per_token").asDouble() < naive, "hybrid holds part of the FFN");
+        assertTrue(methods.get(3).get("bytes_read_per_token").asDouble() < methods.get(2).get("bytes_read_per_token").asDouble(),
+                "the window saves reads");
+        CliTest.Run bad = CliTest.run("bench", "--model", bundle.toString(), "--memory", "16M", "--methods", "fast");
+        assertEquals(Main.EXIT_ERROR, bad.code());
+        assertTrue(bad.err().contains("unknown method"), bad.err());
+    }
+
     @Test
     void flashModeNeedsPredictorsOfThisModel() throws IOException {
         Path other = tmp.resolve("falcon.bundle");
