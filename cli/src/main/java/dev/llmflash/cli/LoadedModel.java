@@ -53,6 +53,17 @@ record LoadedModel(Path dir, LanguageModel model, BpeTokenizer tokenizer, Kernel
      */
     static LoadedModel open(CommonOptions o, BpeTokenizer tokenizer, int contextTokens, List<PredictedFfn> predicted) {
         o.checkModeOptions();
+        return open(o, tokenizer, o.mode.runtimeMode() != null ? o.runtimeOptions(contextTokens) : null, contextTokens, predicted);
+    }
+
+    /** Opens {@code o.model} with explicit flash-runtime options (naive, hybrid, flash; benchmarks). */
+    static LoadedModel open(CommonOptions o, BpeTokenizer tokenizer, FlashRuntime.Options runtime) {
+        o.checkModeOptions();
+        return open(o, tokenizer, runtime, runtime == null ? 1 : runtime.contextTokens(), new java.util.ArrayList<>());
+    }
+
+    private static LoadedModel open(CommonOptions o, BpeTokenizer tokenizer, FlashRuntime.Options ro, int contextTokens,
+                                    List<PredictedFfn> predicted) {
         long baseline = ProcessMemory.rssBytes();
         long t0 = System.nanoTime();
         Kernels kernels = new Kernels(o.validatedThreads());
@@ -61,7 +72,7 @@ record LoadedModel(Path dir, LanguageModel model, BpeTokenizer tokenizer, Kernel
             LanguageModel model;
             RunReport report;
             if (o.mode.runtimeMode() != null) {
-                rt = FlashRuntime.open(o.model, o.runtimeOptions(contextTokens));
+                rt = FlashRuntime.open(o.model, ro);
                 model = Models.open(o.model, kernels, rt.wrapper());
                 report = RunReport.of(rt, baseline);
             } else {

@@ -36,6 +36,26 @@ public interface ActiveSelector {
         return new Oracle(dense, k);
     }
 
+    /**
+     * The choice of {@code chosen}, after also running {@code cost} on the same input and discarding its
+     * choice: a synthetic activity that costs what a trained predictor costs to evaluate.
+     */
+    static ActiveSelector costing(ActiveSelector chosen, ActiveSelector cost) {
+        int[] scratch = new int[cost.neurons()];
+        return new ActiveSelector() {
+            @Override
+            public int neurons() {
+                return chosen.neurons();
+            }
+
+            @Override
+            public int select(float[] x, int off, int[] out) {
+                cost.select(x, off, scratch);
+                return chosen.select(x, off, out);
+            }
+        };
+    }
+
     /** Every neuron: a layer the predictor trainer kept dense. */
     static ActiveSelector all(int neurons) {
         return (Every) () -> neurons;

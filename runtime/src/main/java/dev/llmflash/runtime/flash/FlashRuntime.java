@@ -50,8 +50,12 @@ public final class FlashRuntime implements AutoCloseable {
     /** The runtime modes that read the FFN from flash (dense maps everything and needs no runtime). */
     public enum Mode { NAIVE, HYBRID, FLASH }
 
-    /** Where flash mode's active sets come from. */
-    public enum Selector { TRAINED, ORACLE }
+    /**
+     * Where flash mode's active sets come from: the bundle's trained predictors, the true activity
+     * (tests), or a {@link SyntheticActivity} calibrated to the paper's statistics (benchmarks on
+     * random-weight models, which have no real activity).
+     */
+    public enum Selector { TRAINED, ORACLE, SYNTHETIC }
 
     /** Default I/O threads: the paper's 32 concurrent reads for SSDs. */
     public static final int DEFAULT_IO_THREADS = 32;
@@ -68,8 +72,18 @@ public final class FlashRuntime implements AutoCloseable {
      * @param contextTokens  positions the KV cache is sized for
      */
     public record Options(Mode mode, Budget budget, int window, int ioThreads, boolean direct, Selector selector,
-                          int contextTokens) {
+                          int contextTokens, SyntheticActivity.Params synthetic, int emulatedPredictorRank) {
+        public Options(Mode mode, Budget budget, int window, int ioThreads, boolean direct, Selector selector, int contextTokens) {
+            this(mode, budget, window, ioThreads, direct, selector, contextTokens, null, 0);
+        }
+
         public Options {
+            if (selector == Selector.SYNTHETIC && synthetic == null) {
+                throw new IllegalArgumentException("the synthetic selector needs its parameters");
+            }
+            if (emulatedPredictorRank < 0) {
+                throw new IllegalArgumentException("predictor rank must be >= 0, got " + emulatedPredictorRank);
+            }
             if (window < -1) {
                 throw new IllegalArgumentException("--window must be >= 0 (0 = no window), got " + window);
             }
@@ -86,23 +100,32 @@ public final class FlashRuntime implements AutoCloseable {
         }
 
         public Options withBudget(Budget b) {
-            return new Options(mode, b, window, ioThreads, direct, selector, contextTokens);
+            return new Options(mode, b, window, ioThreads, direct, selector, contextTokens, synthetic, emulatedPredictorRank);
         }
 
         public Options withWindow(int w) {
-            return new Options(mode, budget, w, ioThreads, direct, selector, contextTokens);
+            return new Options(mode, budget, w, ioThreads, direct, selector, contextTokens, synthetic, emulatedPredictorRank);
         }
 
         public Options withIoThreads(int t) {
-            return new Options(mode, budget, window, t, direct, selector, contextTokens);
+            return new Options(mode, budget, window, t, direct, selector, contextTokens, synthetic, emulatedPredictorRank);
         }
 
         public Options withDirect(boolean d) {
-            return new Options(mode, budget, window, ioThreads, d, selector, contextTokens);
+            return new Options(mode, budget, window, ioThreads, d, selector, contextTokens, synthetic, emulatedPredictorRank);
+        }
+
+        /**
+         * Synthetic activity (benchmarks); with {@code predictorRank > 0} a random low-rank predictor of
+         * that rank is also evaluated every token and its choice discarded, so that compute and memory
+         * include what a trained predictor would cost.
+         */
+        public Options withSynthetic(SyntheticActivity.Params p, int predictorRank) {
+            return new Options(mode, budget, window, ioThreads, direct, Selector.SYNTHETIC, contextTokens, p, predictorRank);
         }
 
         public Options withSelector(Selector s) {
-            return new Options(mode, budget, window, ioThreads, direct, s, contextTokens);
+            return new Options(mode, budget, window, ioThreads, direct, s, contextTokens, synthetic, emulatedPredictorRank);
         }
     }
 
@@ -150,6 +173,8 @@ public final class FlashRuntime implements AutoCloseable {
     private final long modelBytes;
     private long budgetBytes;
     private Kernels oracleKernels;
+    private final SyntheticActivity synthetic;
+    private final List<LayerPredictor> emulated = new ArrayList<>();
 
     private FlashRuntime(Options o, Bundle b) {
         this.options = o;
@@ -161,6 +186,22 @@ public final class FlashRuntime implements AutoCloseable {
                     + activation(c) + "; use --mode dense, naive or hybrid");
         }
         this.predictors = o.mode() == Mode.FLASH && o.selector() == Selector.TRAINED ? readPredictors(b) : null;
+        boolean synth = o.mode() == Mode.FLASH && o.selector() == Selector.SYNTHETIC;
+        this.synthetic = synth ? SyntheticActivity.calibrate(g.dFfn(), o.synthetic()) : null;
+        if (synth && o.emulatedPredictorRank() > 0) {
+            java.util.SplittableRandom rnd = new java.util.SplittableRandom(o.synthetic().seed());
+            int r = o.emulatedPredictorRank(), d = g.dModel(), f = g.dFfn();
+            for (int l = 0; l < g.layers(); l++) {
+                float[] a = new float[r * d], pb = new float[f * r], c = new float[f];
+                for (int i = 0; i < a.length; i++) {
+                    a[i] = (float) ((rnd.nextDouble() - 0.5) / Math.sqrt(d));
+                }
+                for (int i = 0; i < pb.length; i++) {
+                    pb[i] = (float) ((rnd.nextDouble() - 0.5) / Math.sqrt(r));
+                }
+                emulated.add(new LayerPredictor(l, false, r, 0.5f, a, pb, c));
+            }
+        }
         long attention = 0, embeddings = 0;
         for (BundleManifest.ResidentTensor t : b.manifest().resident().tensors()) {
             if (isEmbedding(t.name())) {
@@ -173,10 +214,8 @@ public final class FlashRuntime implements AutoCloseable {
         this.budgetBytes = o.budget() == null ? -1 : o.budget().resolve(modelBytes);
         long kv = MemoryPlan.kvCacheBytes(c, Math.min(o.contextTokens(), c.maxPositions()));
         long predictorBytes = 0;
-        if (predictors != null) {
-            for (LayerPredictor p : predictors.layers()) {
-                predictorBytes += 4L * (p.a().length + p.b().length + p.c().length);
-            }
+        for (LayerPredictor p : predictors != null ? predictors.layers() : emulated) {
+            predictorBytes += 4L * (p.a().length + p.b().length + p.c().length);
         }
         int layers = g.layers(), f = g.dFfn();
         long scratch = activationScratchBytes(c) + (o.mode() == Mode.FLASH ? layers * (12L * f + 4L * g.dModel()) : 0);
@@ -395,6 +434,10 @@ public final class FlashRuntime implements AutoCloseable {
     }
 
     private ActiveSelector selector(int layer, NeuronMajorFfn n) {
+        if (options.selector() == Selector.SYNTHETIC) {
+            ActiveSelector s = synthetic.selector(layer);
+            return emulated.isEmpty() ? s : ActiveSelector.costing(s, ActiveSelector.trained(emulated.get(layer)));
+        }
         if (options.selector() == Selector.ORACLE) {
             if (oracleKernels == null) {
                 oracleKernels = new Kernels(1);
@@ -518,6 +561,11 @@ public final class FlashRuntime implements AutoCloseable {
     /** Hybrid: neurons per layer held in DRAM. */
     public int hybridResident() {
         return hybridResident;
+    }
+
+    /** The synthetic activity in use, or null. */
+    public SyntheticActivity synthetic() {
+        return synthetic;
     }
 
     public FfnGeometry geometry() {

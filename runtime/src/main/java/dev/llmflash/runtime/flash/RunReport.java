@@ -35,6 +35,8 @@ public final class RunReport {
     private final long baselineRss;
     private final List<Step> steps = new ArrayList<>();
     private final Map<String, Object> extra = new LinkedHashMap<>();
+    private java.util.function.LongSupplier cacheBytesUsed = () -> 0;
+    private long cacheBytesUsedMax;
 
     /**
      * @param metrics the runtime's counters, or null (dense: no FFN I/O)
@@ -66,6 +68,19 @@ public final class RunReport {
             r.extra.put("resident_share_of_ffn", (double) rt.hybridResident() / rt.geometry().dFfn());
         }
         r.extra.put("layout", rt.geometry().layout().name().toLowerCase(Locale.ROOT));
+        long rowBytes = FlashFfn.cacheStride(rt.geometry());
+        r.cacheBytesUsed = () -> rt.cacheRowsUsed() * rowBytes;
+        if (rt.synthetic() != null) {
+            SyntheticActivity.Params p = rt.synthetic().params();
+            Map<String, Object> a = new LinkedHashMap<>();
+            a.put("density", p.density());
+            a.put("new_per_token", p.newPerToken());
+            a.put("calibration_window", p.window());
+            a.put("seed", p.seed());
+            a.put("persistence", rt.synthetic().persistence());
+            a.put("emulated_predictor_rank", rt.options().emulatedPredictorRank());
+            r.extra.put("synthetic_activity", a);
+        }
         return r;
     }
 
@@ -90,6 +105,7 @@ public final class RunReport {
                 model.forward(state, tokens, n, allPositions, logits);
                 long t1 = System.nanoTime();
                 steps.add(new Step(n, t1 - t0, metrics.snapshot().minus(before), (io == null ? 0 : io.stats().bytesRead()) - dev0));
+                cacheBytesUsedMax = Math.max(cacheBytesUsedMax, cacheBytesUsed.getAsLong());
             }
 
             @Override
@@ -188,11 +204,13 @@ public final class RunReport {
         m.put("io_latency_ms", s.ioLatencyMs());
         m.put("bytes_read_per_token", s.bytesPerToken());
         m.put("device_bytes_read_per_token", s.deviceBytesPerToken());
+        m.put("read_gbps", s.ioLatencyMs() > 0 ? s.deviceBytesPerToken() / (s.ioLatencyMs() * 1e6) : 0.0);
         m.put("neurons_loaded_per_token", s.loadedPerToken());
         m.put("neurons_evicted_per_token", s.evictedPerToken());
         m.put("cache_hit_rate", s.hitRate());
         m.put("window_tokens_mean", s.window());
         m.put("overflows", s.overflows());
+        m.put("neuron_cache_used_bytes_max", cacheBytesUsedMax);
         m.putAll(extra);
         List<Step> prefill = steps.stream().filter(x -> x.tokens() > 1).toList();
         if (!prefill.isEmpty() && prefill.size() < steps.size()) {

@@ -32,6 +32,14 @@ public final class Generator {
      * @param onToken    called with each new token id as soon as it is chosen; may be null
      */
     public Result generate(int[] promptIds, int maxTokens, SamplingOptions sampling, IntConsumer onToken) {
+        return generate(promptIds, maxTokens, sampling, onToken, true);
+    }
+
+    /**
+     * As {@link #generate(int[], int, SamplingOptions, IntConsumer)}; with {@code stopAtEos} false an EOS
+     * token is kept and generation goes on (benchmarks that need an exact number of steps).
+     */
+    public Result generate(int[] promptIds, int maxTokens, SamplingOptions sampling, IntConsumer onToken, boolean stopAtEos) {
         if (promptIds.length == 0) {
             throw new IllegalArgumentException("the prompt has no tokens");
         }
@@ -66,7 +74,7 @@ public final class Generator {
                 if (onToken != null) {
                     onToken.accept(next);
                 }
-                if (next == eos) {
+                if (next == eos && stopAtEos) {
                     reason = StopReason.EOS;
                     break;
                 }
