@@ -192,14 +192,14 @@ public final class FlashRuntime implements AutoCloseable {
             java.util.SplittableRandom rnd = new java.util.SplittableRandom(o.synthetic().seed());
             int r = o.emulatedPredictorRank(), d = g.dModel(), f = g.dFfn();
             for (int l = 0; l < g.layers(); l++) {
-                float[] a = new float[r * d], pb = new float[f * r], c = new float[f];
+                float[] a = new float[r * d], pb = new float[f * r], bias = new float[f];
                 for (int i = 0; i < a.length; i++) {
                     a[i] = (float) ((rnd.nextDouble() - 0.5) / Math.sqrt(d));
                 }
                 for (int i = 0; i < pb.length; i++) {
                     pb[i] = (float) ((rnd.nextDouble() - 0.5) / Math.sqrt(r));
                 }
-                emulated.add(new LayerPredictor(l, false, r, 0.5f, a, pb, c));
+                emulated.add(new LayerPredictor(l, false, r, 0.5f, a, pb, bias));
             }
         }
         long attention = 0, embeddings = 0;
