@@ -106,8 +106,16 @@ final class BenchCommand implements Callable<Integer> {
             + "and the physical limit per token they imply.")
     boolean limits;
 
+    @Option(names = "--prewarm", description = "Read each ffn.bin once, sequentially, before measuring. On a VM whose disk is a file on the host, "
+            + "the host caches what the guest read (direct I/O bypasses only the guest's page cache): this puts every method in the same state.")
+    boolean prewarm;
+
     @Option(names = "--window-sweep", split = ",", paramLabel = "K", description = "Also run 'all' with each of these windows (the memory-latency trade-off).")
     List<Integer> windowSweep = List.of();
+
+    @Option(names = "--sweep-memory", paramLabel = "SIZE|PCT%", description = "The budget of the window sweep (default: --memory); "
+            + "large enough for the largest window, so that the sweep shows what each window costs in DRAM.")
+    String sweepMemory;
 
     @Option(names = "--charts", paramLabel = "DIR", description = "Write PNG charts there: latency breakdown, window trade-off (with --window-sweep), "
             + "read throughput vs chunk size and threads (with --limits).")
@@ -142,29 +150,32 @@ final class BenchCommand implements Callable<Integer> {
             options(m, null); // refuses unknown names before anything runs
         }
         list = list.stream().filter(m -> !m.equals("none")).toList();
+        List<Map<String, Object>> prewarmed = new ArrayList<>();
+        if (prewarm) {
+            for (Path b : splitModel != null ? List.of(model, splitModel) : List.of(model)) {
+                err.println("bench: prewarm " + b.resolve(Bundle.FFN) + " ...");
+                err.flush();
+                DiskProbe.Result r = DiskProbe.sequential(b.resolve(Bundle.FFN), 1 << 20, 8, Long.MAX_VALUE, true);
+                prewarmed.add(Map.of("file", b.resolve(Bundle.FFN).toString(), "bytes", r.bytes(), "gbps", r.gbps()));
+            }
+        }
         List<Map<String, Object>> results = new ArrayList<>();
         for (String m : list) {
-            if (!json) {
-                err.println("bench: " + m + " ...");
-                err.flush();
-            }
+            err.println("bench: " + m + " ...");
+            err.flush();
             results.add(isolate ? child(m, null) : runMethod(m, null));
         }
         List<Map<String, Object>> sweep = new ArrayList<>();
         for (int k : windowSweep) {
-            if (!json) {
-                err.println("bench: all, window " + k + " ...");
-                err.flush();
-            }
+            err.println("bench: all, window " + k + " ...");
+            err.flush();
             sweep.add(isolate ? child("all", k) : runMethod("all", k));
         }
         Map<String, Object> lim = null;
         List<DiskProbe.Result> readSweep = List.of();
         if (limits) {
-            if (!json) {
-                err.println("bench: reference figures (disk, memory) ...");
-                err.flush();
-            }
+            err.println("bench: reference figures (disk, memory) ...");
+            err.flush();
             lim = limits(results);
             if (charts != null) {
                 readSweep = readSweep();
@@ -176,12 +187,18 @@ final class BenchCommand implements Callable<Integer> {
             j.put("split_model", splitModel.toString());
         }
         j.put("memory", memory);
+        if (sweepMemory != null) {
+            j.put("sweep_memory", sweepMemory);
+        }
         j.put("activity", activity);
         j.put("warmup_tokens", warmup);
         j.put("measured_tokens", tokens);
         j.put("io_threads", ioThreads);
         j.put("threads", threads);
         j.put("isolated", isolate);
+        if (!prewarmed.isEmpty()) {
+            j.put("prewarm", prewarmed);
+        }
         j.put("methods", results);
         if (!sweep.isEmpty()) {
             j.put("window_sweep", sweep);
@@ -254,6 +271,9 @@ final class BenchCommand implements Callable<Integer> {
         if (splitModel != null) {
             cmd.addAll(List.of("--split-model", splitModel.toString()));
         }
+        if (sweepMemory != null) {
+            cmd.addAll(List.of("--sweep-memory", sweepMemory));
+        }
         Integer w = sweepWindow != null ? sweepWindow : window;
         if (w != null) {
             cmd.addAll(List.of(sweepWindow != null ? "--window-sweep" : "--window", Integer.toString(w)));
@@ -285,7 +305,7 @@ final class BenchCommand implements Callable<Integer> {
     CommonOptions options(String method, Integer sweepWindow) {
         CommonOptions o = new CommonOptions();
         o.model = model;
-        o.memory = memory;
+        o.memory = sweepWindow != null && sweepMemory != null ? sweepMemory : memory;
         o.ioThreads = ioThreads;
         o.threads = threads;
         Path unbundled = splitModel != null ? splitModel : model;
@@ -374,17 +394,19 @@ final class BenchCommand implements Callable<Integer> {
                              Map<String, Object> lim) throws IOException {
         Files.createDirectories(charts);
         int n = results.size();
-        List<String> names = new ArrayList<>();
-        double[] io = new double[n], mem = new double[n], comp = new double[n];
-        for (int i = 0; i < n; i++) {
-            Map<String, Object> m = results.get(i);
-            names.add((String) m.get("method"));
-            io[i] = num(m, "io_ms");
-            mem[i] = num(m, "mem_ms");
-            comp[i] = num(m, "compute_ms");
+        if (n > 0) {
+            List<String> names = new ArrayList<>();
+            double[] io = new double[n], mem = new double[n], comp = new double[n];
+            for (int i = 0; i < n; i++) {
+                Map<String, Object> m = results.get(i);
+                names.add((String) m.get("method"));
+                io[i] = num(m, "io_ms");
+                mem[i] = num(m, "mem_ms");
+                comp[i] = num(m, "compute_ms");
+            }
+            Charts.latencyBreakdown(charts.resolve("latency-breakdown.png"), "Per-token latency at --memory " + memory + " ("
+                    + model.getFileName() + ")", names, io, mem, comp);
         }
-        Charts.latencyBreakdown(charts.resolve("latency-breakdown.png"), "Per-token latency at --memory " + memory + " (" + model.getFileName() + ")",
-                names, io, mem, comp);
         if (!sweep.isEmpty()) {
             int[] ws = new int[sweep.size()];
             double[] lat = new double[ws.length], dram = new double[ws.length];
@@ -397,7 +419,8 @@ final class BenchCommand implements Callable<Integer> {
                 double fixed = num(mm, "total") - num(mm, "neuron_cache");
                 dram[i] = (fixed + num(m, "neuron_cache_used_bytes_max")) / (1L << 30);
             }
-            Charts.windowTradeoff(charts.resolve("window-tradeoff.png"), "Window size: latency and DRAM used (" + model.getFileName() + ")",
+            Charts.windowTradeoff(charts.resolve("window-tradeoff.png"), "Window size: latency and DRAM used at --memory "
+                    + (sweepMemory != null ? sweepMemory : memory) + " (" + model.getFileName() + ")",
                     ws, lat, dram);
         }
         if (!readSweep.isEmpty()) {
