@@ -16,8 +16,8 @@ import java.util.concurrent.Callable;
 @Command(name = "train-predictor", mixinStandardHelpOptions = true,
         description = {"Fit a low-rank activity predictor per layer (d -> r -> d_ffn, sigmoid; balanced loss, Adam) from a"
                 + " recording, choose each layer's threshold on held-out tokens for --recall, and write the predictors into the"
-                + " bundle. A layer whose predicted density would exceed 50% is marked dense.",
-                "Reports per layer: true and predicted density, recall, precision, parameters as % of the FFN, time."})
+                + " bundle. A layer whose predicted density would exceed 50%% is marked dense.",
+                "Reports per layer: true and predicted density, recall, precision, parameters as %% of the FFN, time."})
 final class TrainPredictorCommand implements Callable<Integer> {
     @CommandLine.Spec
     CommandLine.Model.CommandSpec spec;
