@@ -8,19 +8,14 @@ import picocli.CommandLine.Option;
 import java.io.PrintWriter;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.ArrayList;
-import java.util.List;
 
-import dev.llmflash.runtime.flash.RunReport;
-import dev.llmflash.runtime.generate.Generator;
-import dev.llmflash.runtime.generate.SamplingOptions;
-import dev.llmflash.runtime.tokenizer.BpeTokenizer;
 import java.util.concurrent.Callable;
 
 /**
  * The main job on the bundled small OPT model, the whole "LLM in a flash" pipeline: convert the HF
  * folder to a bundle, inspect it, record FFN activations over a text, train the activity predictors,
- * generate in flash mode within a DRAM budget, then run the same prompt in naive, hybrid and flash
+ * generate in flash mode within a DRAM budget (8 I/O threads: opt-mini's 1 KiB bundles need few, and each
+ * thread's bounce buffer counts against the budget), then run the same prompt in naive, hybrid and flash
  * mode at that budget and print the per-token latency table (the paper's Table 3).
  */
 @Command(name = "demo", mixinStandardHelpOptions = true,
@@ -71,36 +66,25 @@ final class DemoCommand implements Callable<Integer> {
             if (rc != 0) {
                 return rc;
             }
-            out.println("== llmflash generate --model " + b + " --mode flash --memory " + memory + " --prompt \"" + prompt
+            out.println("== llmflash generate --model " + b + " --mode flash --memory " + memory + " --io-threads 8 --prompt \"" + prompt
                     + "\" --max-tokens " + maxTokens);
             out.print(prompt);
             out.flush();
-            rc = run(new GenerateCommand(), "--model", b, "--mode", "flash", "--memory", memory, "--prompt", prompt,
+            rc = run(new GenerateCommand(), "--model", b, "--mode", "flash", "--memory", memory, "--io-threads", "8", "--prompt", prompt,
                     "--max-tokens", Integer.toString(maxTokens));
             if (rc != 0) {
                 return rc;
             }
             out.println();
-            out.println("== per-token latency at --memory " + memory + " (the same prompt and " + maxTokens
-                    + " new tokens in each mode; direct I/O, page cache bypassed where the filesystem allows)");
-            List<RunReport.Summary> rows = new ArrayList<>();
-            StringBuilder memoryLines = new StringBuilder();
-            for (Mode mode : List.of(Mode.naive, Mode.hybrid, Mode.flash)) {
-                CommonOptions o = new CommonOptions();
-                o.model = bundle;
-                o.mode = mode;
-                o.memory = memory;
-                BpeTokenizer tok = BpeTokenizer.fromModelDir(bundle);
-                int[] ids = tok.encodeWithBos(prompt);
-                try (LoadedModel lm = LoadedModel.open(o, tok, ids.length + maxTokens, new ArrayList<>())) {
-                    new Generator(lm.model()).generate(ids, maxTokens, SamplingOptions.greedy(), null);
-                    rows.add(lm.report().summary());
-                    memoryLines.append(String.format("%-10s ", mode)).append(RunReport.memoryLine(lm.runtime().memory()));
-                }
-            }
-            out.print(RunReport.table(rows));
-            out.print(memoryLines);
+            out.println("== per-token latency at --memory " + memory + ": llmflash bench --model " + b + " --memory " + memory
+                    + " --io-threads 8 --methods naive,hybrid,flash --tokens " + maxTokens + " --warmup 16 (the same prompt in each mode; direct I/O,"
+                    + " page cache bypassed where the filesystem allows)");
             out.flush();
+            rc = run(new BenchCommand(), "--model", b, "--memory", memory, "--io-threads", "8", "--methods", "naive,hybrid,flash", "--prompt", prompt,
+                    "--tokens", Integer.toString(maxTokens), "--warmup", "16");
+            if (rc != 0) {
+                return rc;
+            }
         } finally {
             deleteTree(work);
         }

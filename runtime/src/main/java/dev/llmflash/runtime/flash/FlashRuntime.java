@@ -202,14 +202,8 @@ public final class FlashRuntime implements AutoCloseable {
                 emulated.add(new LayerPredictor(l, false, r, 0.5f, a, pb, bias));
             }
         }
-        long attention = 0, embeddings = 0;
-        for (BundleManifest.ResidentTensor t : b.manifest().resident().tensors()) {
-            if (isEmbedding(t.name())) {
-                embeddings += t.length();
-            } else {
-                attention += t.length();
-            }
-        }
+        long[] split = residentSplit(b.manifest());
+        long attention = split[0], embeddings = split[1];
         this.modelBytes = b.manifest().resident().size() + b.manifest().ffn().size();
         this.budgetBytes = o.budget() == null ? -1 : o.budget().resolve(modelBytes);
         long kv = MemoryPlan.kvCacheBytes(c, Math.min(o.contextTokens(), c.maxPositions()));
@@ -466,13 +460,9 @@ public final class FlashRuntime implements AutoCloseable {
         if (Bundle.looksLikeBundle(dir)) {
             try (Bundle b = Bundle.open(dir)) {
                 c = b.config();
-                for (BundleManifest.ResidentTensor t : b.manifest().resident().tensors()) {
-                    if (isEmbedding(t.name())) {
-                        embeddings += t.length();
-                    } else {
-                        attention += t.length();
-                    }
-                }
+                long[] split = residentSplit(b.manifest());
+                attention = split[0];
+                embeddings = split[1];
                 ffn = b.manifest().ffn().size();
             }
         } else {
@@ -492,6 +482,15 @@ public final class FlashRuntime implements AutoCloseable {
         }
         int context = Math.min(contextTokens, c.maxPositions());
         return new MemoryReport(-1, attention, embeddings, 0, ffn, MemoryPlan.kvCacheBytes(c, context), activationScratchBytes(c));
+    }
+
+    /** The resident file's bytes as {attention (and norms, biases), embeddings}. */
+    private static long[] residentSplit(BundleManifest m) {
+        long[] split = new long[2];
+        for (BundleManifest.ResidentTensor t : m.resident().tensors()) {
+            split[isEmbedding(t.name()) ? 1 : 0] += t.length();
+        }
+        return split;
     }
 
     static boolean isEmbedding(String name) {
