@@ -26,4 +26,9 @@ public record Predictors(String bundleFingerprint, int d, int f, List<LayerPredi
     public LayerPredictor layer(int layer) {
         return layers.get(layer);
     }
+
+    /** TEMP-LOOKAHEAD: replaced by the lookahead branch. */
+    public LayerPredictor lookahead(int layer) {
+        return null;
+    }
 }

@@ -2,6 +2,7 @@ package dev.llmflash.runtime.budget;
 
 import dev.llmflash.formats.hf.FalconConfig;
 import dev.llmflash.formats.hf.ModelConfig;
+import dev.llmflash.formats.tensor.DType;
 
 /**
  * How a DRAM budget is split for a bundle (the paper's section 4 accounting): what must stay
@@ -24,8 +25,21 @@ public record MemoryPlan(long budgetBytes, long residentBytes, long kvCacheBytes
 
     /** Bytes of an f32 KV cache: 2 (keys, values) x layers x context x K/V width x 4. */
     public static long kvCacheBytes(ModelConfig c, int contextTokens) {
+        return kvCacheBytes(c, contextTokens, DType.F32);
+    }
+
+    /** Bytes of a KV cache of {@code kv} elements (F16 or F32): 2 (keys, values) x layers x context x K/V width x element bytes. */
+    public static long kvCacheBytes(ModelConfig c, int contextTokens, DType kv) {
         int kvDim = c instanceof FalconConfig f ? f.numKvHeads() * f.headDim() : c.hiddenSize();
-        return 2L * c.numLayers() * contextTokens * kvDim * Float.BYTES;
+        return 2L * c.numLayers() * contextTokens * kvDim * kv.bytes();
+    }
+
+    /** Most tokens a layer-major pass of the forward holds at once (the prompt, up to this). */
+    public static final int PREFILL_SPAN = 1024;
+
+    /** Rows of a state's activation buffers for a context of {@code contextTokens}. */
+    public static int span(int contextTokens) {
+        return Math.min(contextTokens, PREFILL_SPAN);
     }
 
     public static MemoryPlan of(ModelConfig c, long residentBytes, long ffnBytes, long budgetBytes, int contextTokens) {

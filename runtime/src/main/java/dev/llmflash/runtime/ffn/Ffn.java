@@ -21,4 +21,13 @@ public interface Ffn {
      * @param out     m x d outputs, overwritten (must not alias x)
      */
     void forward(Kernels k, float[] x, int m, float[] h, float[] out);
+
+    /**
+     * Floats of {@code h} scratch this FFN needs per token row: f for the implementations that compute
+     * every neuron into it; 0 for those that keep their own (flash), so that a long prompt's state does
+     * not hold an m x f buffer it never uses.
+     */
+    default int scratchPerRow() {
+        return neurons();
+    }
 }

@@ -56,6 +56,57 @@ public interface ActiveSelector {
         };
     }
 
+    /**
+     * A look-ahead for a stateful selector (synthetic activity): {@code {own, lookahead}}. The look-ahead,
+     * called first for a token (by the previous layer), advances {@code s} one token, keeps that set for
+     * {@code own} and returns each of its neurons with probability {@code recall} (seeded): a look-ahead
+     * predictor of that recall and no false positives. {@code own} then returns the kept set; called
+     * without a look-ahead first (the prompt) it is {@code s}. One thread.
+     */
+    static ActiveSelector[] peeked(ActiveSelector s, double recall, long seed) {
+        int f = s.neurons();
+        int[] kept = new int[f];
+        int[] keptN = {-1};
+        java.util.SplittableRandom rnd = new java.util.SplittableRandom(seed);
+        ActiveSelector own = new ActiveSelector() {
+            @Override
+            public int neurons() {
+                return f;
+            }
+
+            @Override
+            public int select(float[] x, int off, int[] out) {
+                int n = keptN[0];
+                if (n < 0) {
+                    return s.select(x, off, out);
+                }
+                System.arraycopy(kept, 0, out, 0, n);
+                keptN[0] = -1;
+                return n;
+            }
+        };
+        ActiveSelector ahead = new ActiveSelector() {
+            @Override
+            public int neurons() {
+                return f;
+            }
+
+            @Override
+            public int select(float[] x, int off, int[] out) {
+                int n = s.select(x, off, kept);
+                keptN[0] = n;
+                int j = 0;
+                for (int i = 0; i < n; i++) {
+                    if (rnd.nextDouble() < recall) {
+                        out[j++] = kept[i];
+                    }
+                }
+                return j;
+            }
+        };
+        return new ActiveSelector[]{own, ahead};
+    }
+
     /** Every neuron: a layer the predictor trainer kept dense. */
     static ActiveSelector all(int neurons) {
         return (Every) () -> neurons;

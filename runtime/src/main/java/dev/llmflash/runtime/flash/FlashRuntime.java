@@ -19,6 +19,10 @@ import dev.llmflash.runtime.ffn.FfnWrapper;
 import dev.llmflash.runtime.ffn.NeuronMajorFfn;
 import dev.llmflash.runtime.io.IoEngine;
 import dev.llmflash.runtime.kernels.Kernels;
+import dev.llmflash.runtime.model.FalconModel;
+import dev.llmflash.runtime.model.LanguageModel;
+import dev.llmflash.runtime.model.OptModel;
+import dev.llmflash.formats.tensor.DType;
 
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
@@ -69,12 +73,20 @@ public final class FlashRuntime implements AutoCloseable {
      * @param window         flash: K >= 1 tokens, 0 = no window (ablation), -1 = the largest the budget allows
      * @param ioThreads      I/O threads, >= 1
      * @param direct         try O_DIRECT (page cache bypassed); false: buffered reads (page cache used)
-     * @param contextTokens  positions the KV cache is sized for
+     * @param contextTokens  positions the KV cache is sized for (prompt + new tokens)
+     * @param kvType         the KV cache's element type, F16 (default) or F32
+     * @param prefill        how flash reads a prompt's union of active sets: AUTO (by the measured read speeds),
+     *                       RANDOM or STREAM (forced)
+     * @param lookahead      flash decode: prefetch layer l+1's predicted neurons while layer l computes (needs
+     *                       look-ahead predictors, or synthetic activity)
+     * @param lookaheadRecall synthetic activity: the share of the next layer's set the look-ahead predicts
      */
     public record Options(Mode mode, Budget budget, int window, int ioThreads, boolean direct, Selector selector,
-                          int contextTokens, SyntheticActivity.Params synthetic, int emulatedPredictorRank) {
+                          int contextTokens, SyntheticActivity.Params synthetic, int emulatedPredictorRank,
+                          DType kvType, FlashFfn.PrefillPlan.Policy prefill, boolean lookahead, double lookaheadRecall) {
         public Options(Mode mode, Budget budget, int window, int ioThreads, boolean direct, Selector selector, int contextTokens) {
-            this(mode, budget, window, ioThreads, direct, selector, contextTokens, null, 0);
+            this(mode, budget, window, ioThreads, direct, selector, contextTokens, null, 0, LanguageModel.DEFAULT_KV,
+                    FlashFfn.PrefillPlan.Policy.AUTO, true, DEFAULT_LOOKAHEAD_RECALL);
         }
 
         public Options {
@@ -93,39 +105,63 @@ public final class FlashRuntime implements AutoCloseable {
             if (contextTokens < 1) {
                 throw new IllegalArgumentException("context must be >= 1 token, got " + contextTokens);
             }
+            if (kvType != DType.F16 && kvType != DType.F32) {
+                throw new IllegalArgumentException("--kv-dtype must be f16 or f32, got " + kvType);
+            }
+            if (!(lookaheadRecall >= 0 && lookaheadRecall <= 1)) {
+                throw new IllegalArgumentException("the look-ahead recall must be in [0, 1], got " + lookaheadRecall);
+            }
         }
 
         public static Options of(Mode mode, int contextTokens) {
             return new Options(mode, null, -1, DEFAULT_IO_THREADS, true, Selector.TRAINED, contextTokens);
         }
 
+        private Options with(Budget b, int w, int t, boolean d, Selector s, SyntheticActivity.Params p, int rank, DType kv,
+                             FlashFfn.PrefillPlan.Policy pf, boolean la, double lr) {
+            return new Options(mode, b, w, t, d, s, contextTokens, p, rank, kv, pf, la, lr);
+        }
+
         public Options withBudget(Budget b) {
-            return new Options(mode, b, window, ioThreads, direct, selector, contextTokens, synthetic, emulatedPredictorRank);
+            return with(b, window, ioThreads, direct, selector, synthetic, emulatedPredictorRank, kvType, prefill, lookahead, lookaheadRecall);
         }
 
         public Options withWindow(int w) {
-            return new Options(mode, budget, w, ioThreads, direct, selector, contextTokens, synthetic, emulatedPredictorRank);
+            return with(budget, w, ioThreads, direct, selector, synthetic, emulatedPredictorRank, kvType, prefill, lookahead, lookaheadRecall);
         }
 
         public Options withIoThreads(int t) {
-            return new Options(mode, budget, window, t, direct, selector, contextTokens, synthetic, emulatedPredictorRank);
+            return with(budget, window, t, direct, selector, synthetic, emulatedPredictorRank, kvType, prefill, lookahead, lookaheadRecall);
         }
 
         public Options withDirect(boolean d) {
-            return new Options(mode, budget, window, ioThreads, d, selector, contextTokens, synthetic, emulatedPredictorRank);
+            return with(budget, window, ioThreads, d, selector, synthetic, emulatedPredictorRank, kvType, prefill, lookahead, lookaheadRecall);
         }
 
         /**
          * Synthetic activity (benchmarks); with {@code predictorRank > 0} a random low-rank predictor of
          * that rank is also evaluated every token and its choice discarded, so that compute and memory
-         * include what a trained predictor would cost.
+         * include what a trained predictor would cost (its look-ahead too, when on).
          */
         public Options withSynthetic(SyntheticActivity.Params p, int predictorRank) {
-            return new Options(mode, budget, window, ioThreads, direct, Selector.SYNTHETIC, contextTokens, p, predictorRank);
+            return with(budget, window, ioThreads, direct, Selector.SYNTHETIC, p, predictorRank, kvType, prefill, lookahead, lookaheadRecall);
         }
 
         public Options withSelector(Selector s) {
-            return new Options(mode, budget, window, ioThreads, direct, s, contextTokens, synthetic, emulatedPredictorRank);
+            return with(budget, window, ioThreads, direct, s, synthetic, emulatedPredictorRank, kvType, prefill, lookahead, lookaheadRecall);
+        }
+
+        public Options withKvType(DType kv) {
+            return with(budget, window, ioThreads, direct, selector, synthetic, emulatedPredictorRank, kv, prefill, lookahead, lookaheadRecall);
+        }
+
+        public Options withPrefill(FlashFfn.PrefillPlan.Policy pf) {
+            return with(budget, window, ioThreads, direct, selector, synthetic, emulatedPredictorRank, kvType, pf, lookahead, lookaheadRecall);
+        }
+
+        /** Look-ahead prefetch on or off; {@code recall} is the synthetic look-ahead's recall. */
+        public Options withLookahead(boolean on, double recall) {
+            return with(budget, window, ioThreads, direct, selector, synthetic, emulatedPredictorRank, kvType, prefill, on, recall);
         }
     }
 
@@ -165,16 +201,19 @@ public final class FlashRuntime implements AutoCloseable {
     private final FlashMetrics metrics = new FlashMetrics();
     private final Arena arena = Arena.ofShared();
     private final List<NeuronCache> caches = new ArrayList<>();
+    private final List<FlashFfn> flashLayers = new ArrayList<>();
     private final Predictors predictors;
     private final int[] rowsPerLayer;
     private final int hybridResident;
     private final MemorySegment streamBuffer;
+    private final FlashFfn.PrefillPlan prefillPlan;
     private final MemoryReport memory;
     private final long modelBytes;
     private long budgetBytes;
     private Kernels oracleKernels;
     private final SyntheticActivity synthetic;
     private final List<LayerPredictor> emulated = new ArrayList<>();
+    private final List<LayerPredictor> emulatedLookahead = new ArrayList<>();
 
     private FlashRuntime(Options o, Bundle b) {
         this.options = o;
@@ -190,35 +229,47 @@ public final class FlashRuntime implements AutoCloseable {
         this.synthetic = synth ? SyntheticActivity.calibrate(g.dFfn(), o.synthetic()) : null;
         if (synth && o.emulatedPredictorRank() > 0) {
             java.util.SplittableRandom rnd = new java.util.SplittableRandom(o.synthetic().seed());
-            int r = o.emulatedPredictorRank(), d = g.dModel(), f = g.dFfn();
             for (int l = 0; l < g.layers(); l++) {
-                float[] a = new float[r * d], pb = new float[f * r], bias = new float[f];
-                for (int i = 0; i < a.length; i++) {
-                    a[i] = (float) ((rnd.nextDouble() - 0.5) / Math.sqrt(d));
+                emulated.add(randomPredictor(l, o.emulatedPredictorRank(), rnd));
+                if (o.lookahead() && l + 1 < g.layers()) {
+                    emulatedLookahead.add(randomPredictor(l + 1, o.emulatedPredictorRank(), rnd));
                 }
-                for (int i = 0; i < pb.length; i++) {
-                    pb[i] = (float) ((rnd.nextDouble() - 0.5) / Math.sqrt(r));
-                }
-                emulated.add(new LayerPredictor(l, false, r, 0.5f, a, pb, bias));
             }
         }
         long[] split = residentSplit(b.manifest());
         long attention = split[0], embeddings = split[1];
         this.modelBytes = b.manifest().resident().size() + b.manifest().ffn().size();
         this.budgetBytes = o.budget() == null ? -1 : o.budget().resolve(modelBytes);
-        long kv = MemoryPlan.kvCacheBytes(c, Math.min(o.contextTokens(), c.maxPositions()));
+        int context = Math.min(o.contextTokens(), c.maxPositions());
+        long kv = MemoryPlan.kvCacheBytes(c, context, o.kvType());
         long predictorBytes = 0;
-        for (LayerPredictor p : predictors != null ? predictors.layers() : emulated) {
-            predictorBytes += 4L * (p.a().length + p.b().length + p.c().length);
+        List<LayerPredictor> all = new ArrayList<>(predictors != null ? predictors.layers() : emulated);
+        all.addAll(predictors != null && o.lookahead() ? lookaheads(predictors) : emulatedLookahead);
+        for (LayerPredictor p : all) {
+            predictorBytes += p.dense() ? 0 : 4L * (p.a().length + p.b().length + p.c().length);
         }
         int layers = g.layers(), f = g.dFfn();
-        long scratch = activationScratchBytes(c) + (o.mode() == Mode.FLASH ? layers * (12L * f + 4L * g.dModel()) : 0);
+        int span = MemoryPlan.span(context);
+        double[] density = expectedDensity(layers);
+        long scratch = activationScratchBytes(c, span, o.mode() == Mode.FLASH ? 0 : f);
+        long streamHalf = 0;
+        if (o.mode() == Mode.FLASH) {
+            int cap = f;  // the per-layer arrays are sized by the capacity; bound them by f
+            scratch += layers * (4L * (3L * f + 8L * cap) + 4L * g.dModel());
+            // A prompt's sets: each token's predicted set, twice (the sets and a tile's row lists).
+            double maxDensity = 0;
+            for (double x : density) {
+                maxDensity = Math.max(maxDensity, x);
+            }
+            scratch += 8L * span * (long) Math.ceil(Math.min(1.0, maxDensity * SET_HEADROOM) * f) + 16L * f;
+            streamHalf = Math.min(STREAM_HALF_BYTES, FfnGeometry.alignUp(StreamedFfn.bytesFor(g, f), 4096));
+        }
         IoEngine engine = IoEngine.open(b.dir().resolve(b.manifest().ffn().file()), o.ioThreads(), o.direct(), MAX_GAP, MAX_RUN_BYTES);
         try {
-            long buffers = engine.maxBufferBytes() + scratch;
+            long buffers = engine.maxBufferBytes() + scratch + 2 * streamHalf;
             long fixed = attention + embeddings + kv + predictorBytes + buffers;
-            String parts = "resident weights " + mb(attention + embeddings) + " + KV cache " + mb(kv) + " for "
-                    + Math.min(o.contextTokens(), c.maxPositions()) + " tokens + predictors " + mb(predictorBytes) + " + buffers " + mb(buffers)
+            String parts = "resident weights " + mb(attention + embeddings) + " + KV cache " + mb(kv) + " (" + o.kvType().name().toLowerCase(Locale.ROOT)
+                    + ") for " + context + " tokens + predictors " + mb(predictorBytes) + " + buffers " + mb(buffers)
                     + " for " + o.ioThreads() + " I/O threads";
             if (budgetBytes < 0) {
                 // No budget: room for every neuron in DRAM (flash caches, hybrid) or one layer (naive).
@@ -233,16 +284,36 @@ public final class FlashRuntime implements AutoCloseable {
             int[] rows = new int[layers];
             int resident = 0;
             MemorySegment stream = null;
+            FlashFfn.PrefillPlan plan = FlashFfn.PrefillPlan.RANDOM_ONLY;
             if (o.mode() == Mode.FLASH) {
                 long cs = FlashFfn.cacheStride(g);
-                long min = fixed + layers * cs;
-                refuseBelow(min, parts + " + one neuron cache row per layer");
-                planCaches(rows, room / cs);
+                int[] floor = setFloors(density);
+                long floorRows = 0;
+                for (int x : floor) {
+                    floorRows += x;
+                }
+                long min = fixed + floorRows * cs;
+                if (budgetBytes < min) {
+                    long perToken = MemoryPlan.kvCacheBytes(c, 1, o.kvType());
+                    long fitTokens = (budgetBytes - (min - kv)) / perToken;
+                    throw new LlmflashException(String.format(Locale.ROOT,
+                            "--memory %s is below the %s that --mode flash needs for this request (%s + a neuron cache of %d rows, "
+                                    + "each layer's predicted set per token with %.0f%% headroom); raise --memory to at least %s%s",
+                            budgetLabel(), mb(min), parts, floorRows, (SET_HEADROOM - 1) * 100, mbUp(min),
+                            fitTokens >= 1 ? ", or ask for at most " + Math.min(fitTokens, context - 1) + " tokens (prompt + new tokens)"
+                                    : ""));
+                }
+                planCaches(rows, room / cs, density, floor);
                 neuronBytes = 0;
                 for (int l = 0; l < layers; l++) {
                     caches.add(new NeuronCache(f, rows[l], cs));
                     neuronBytes += rows[l] * cs;
                 }
+                stream = arena.allocate(2 * streamHalf, 4096);
+                buffers = buffers - 2 * streamHalf + stream.byteSize();
+                plan = o.prefill() == FlashFfn.PrefillPlan.Policy.AUTO
+                        ? ReadSpeeds.measure(engine, g, stream).plan(stream)
+                        : new FlashFfn.PrefillPlan(stream, 1, 1, o.prefill());
             } else {
                 long layerBytes = StreamedFfn.bytesFor(g, f);
                 refuseBelow(fixed + layerBytes, parts + " + one layer's FFN buffer " + mb(layerBytes));
@@ -258,6 +329,7 @@ public final class FlashRuntime implements AutoCloseable {
             this.rowsPerLayer = rows;
             this.hybridResident = resident;
             this.streamBuffer = stream;
+            this.prefillPlan = plan;
             this.memory = new MemoryReport(budgetBytes, attention, embeddings, predictorBytes, neuronBytes, kv, buffers);
         } catch (RuntimeException e) {
             engine.close();
@@ -265,6 +337,62 @@ public final class FlashRuntime implements AutoCloseable {
             arena.close();
             throw e;
         }
+    }
+
+    /** Headroom of the neuron cache over a layer's mean predicted set: per-token sets vary around the mean. */
+    static final double SET_HEADROOM = 1.25;
+    /** Half of the prefill streaming buffer: large sequential reads, one piece computing while the next is read. */
+    static final long STREAM_HALF_BYTES = 8L << 20;
+    /** Look-ahead recall of synthetic activity when none is given: measured on the checked-in models (docs/RUNTIME.md). */
+    public static final double DEFAULT_LOOKAHEAD_RECALL = 0.9;
+
+    private LayerPredictor randomPredictor(int layer, int r, java.util.SplittableRandom rnd) {
+        int d = g.dModel(), f = g.dFfn();
+        float[] a = new float[r * d], pb = new float[f * r], bias = new float[f];
+        for (int i = 0; i < a.length; i++) {
+            a[i] = (float) ((rnd.nextDouble() - 0.5) / Math.sqrt(d));
+        }
+        for (int i = 0; i < pb.length; i++) {
+            pb[i] = (float) ((rnd.nextDouble() - 0.5) / Math.sqrt(r));
+        }
+        return new LayerPredictor(layer, false, r, 0.5f, a, pb, bias);
+    }
+
+    /** The bundle's look-ahead predictors that exist (reading layer l's input, predicting layer l+1). */
+    private static List<LayerPredictor> lookaheads(Predictors p) {
+        List<LayerPredictor> out = new ArrayList<>();
+        for (int l = 0; l + 1 < p.layers().size(); l++) {
+            LayerPredictor la = p.lookahead(l);
+            if (la != null && !la.dense()) {
+                out.add(la);
+            }
+        }
+        return out;
+    }
+
+    /**
+     * Per layer the fewest cache rows the plan accepts: the layer's mean predicted set with
+     * {@link #SET_HEADROOM}, so that decode does not overflow; a layer kept dense (it needs every neuron
+     * each token) only its streaming rows; with no density known (oracle) one row.
+     */
+    private int[] setFloors(double[] density) {
+        int f = g.dFfn();
+        int[] floor = new int[density.length];
+        for (int l = 0; l < floor.length; l++) {
+            boolean dense = predictors != null && predictors.layer(l).dense();
+            boolean known = predictors != null || synthetic != null;
+            floor[l] = dense ? denseStreamRows() : known ? (int) Math.min(f, Math.ceil(density[l] * f * SET_HEADROOM)) : 1;
+        }
+        return floor;
+    }
+
+    private int denseStreamRows() {
+        return (int) Math.max(1, Math.min(g.dFfn(), (256 << 10) / FlashFfn.cacheStride(g)));
+    }
+
+    private String budgetLabel() {
+        return options.budget() == null ? "(none)" : options.budget().bytes() >= 0 ? options.budget().toString()
+                : options.budget() + " (" + mb(budgetBytes) + ")";
     }
 
     /**
@@ -292,40 +420,37 @@ public final class FlashRuntime implements AutoCloseable {
         if (budgetBytes < min) {
             throw new LlmflashException(String.format(Locale.ROOT,
                     "--memory %s is below the %s that --mode %s needs for this model (%s); raise --memory to at least %s",
-                    options.budget().bytes() >= 0 ? options.budget().toString() : options.budget() + " (" + mb(budgetBytes) + ")", mb(min),
-                    options.mode().name().toLowerCase(Locale.ROOT), parts, mbUp(min)));
+                    budgetLabel(), mb(min), options.mode().name().toLowerCase(Locale.ROOT), parts, mbUp(min)));
         }
     }
 
     /**
-     * Splits {@code totalRows} cache rows over the layers in proportion to each layer's expected active
-     * set: the predicted density the trainer measured (1 for a layer kept dense; equal shares when
-     * unknown, as with the oracle), capped at f per layer with what a capped layer cannot use given to
-     * the others (water-filling). Every layer gets at least one row.
+     * Splits {@code totalRows} cache rows over the layers: first each layer's floor (its predicted set
+     * with headroom), then the rest in proportion to each layer's expected active set (the predicted
+     * density the trainer measured, 1 for a layer kept dense, equal shares when unknown, as with the
+     * oracle), capped at f per layer with what a capped layer cannot use given to the others
+     * (water-filling). A layer kept dense needs all f neurons every token: its cache helps only if it
+     * holds the whole layer, so when the dense layers would take more than half the rows they keep just
+     * their streaming rows (the overflow path) and the rows go to predicted layers.
      */
-    private void planCaches(int[] rows, long totalRows) {
+    private void planCaches(int[] rows, long totalRows, double[] w, int[] floor) {
         int layers = rows.length, f = g.dFfn();
-        double[] w = expectedDensity(layers);
         boolean[] capped = new boolean[layers];
         long left = totalRows;
-        // A layer kept dense needs all f neurons every token: its cache helps only if it holds the whole
-        // layer. When the dense layers would take more than half the rows, they get just enough rows to
-        // stream the layer in parts of about 256 KiB (the overflow path) and the rows go to predicted layers.
+        for (int l = 0; l < layers; l++) {
+            rows[l] = floor[l];
+            left -= floor[l];
+        }
         long denseRows = 0;
         for (int l = 0; l < layers; l++) {
-            denseRows += w[l] >= 1.0 && predictors != null && predictors.layer(l).dense() ? f : 0;
+            denseRows += predictors != null && predictors.layer(l).dense() ? f : 0;
         }
         if (denseRows > 0 && denseRows > totalRows / 2) {
-            int stream = (int) Math.max(1, Math.min(f, (256 << 10) / FlashFfn.cacheStride(g)));
             for (int l = 0; l < layers; l++) {
-                if (predictors.layer(l).dense()) {
-                    rows[l] = stream;
-                    capped[l] = true;
-                    left -= stream;
-                }
+                capped[l] |= predictors.layer(l).dense();
             }
         }
-        while (true) {
+        while (left > 0) {
             double sum = 0;
             for (int l = 0; l < layers; l++) {
                 sum += capped[l] ? 0 : w[l];
@@ -335,17 +460,20 @@ public final class FlashRuntime implements AutoCloseable {
             }
             boolean changed = false;
             for (int l = 0; l < layers; l++) {
-                if (!capped[l] && left * w[l] / sum >= f) {
+                if (!capped[l] && rows[l] + left * w[l] / sum >= f) {
                     capped[l] = true;
+                    left -= f - rows[l];
                     rows[l] = f;
-                    left -= f;
                     changed = true;
                 }
             }
             if (!changed) {
+                long share = left;
                 for (int l = 0; l < layers; l++) {
                     if (!capped[l]) {
-                        rows[l] = (int) Math.max(1, Math.min(f, Math.floor(Math.max(0, left) * w[l] / sum)));
+                        int add = (int) Math.floor(Math.max(0, share) * w[l] / sum);
+                        rows[l] = Math.min(f, rows[l] + add);
+                        left -= add;
                     }
                 }
                 return;
@@ -353,10 +481,13 @@ public final class FlashRuntime implements AutoCloseable {
         }
     }
 
-    /** Per layer, the predicted density recorded by the trainer (1 for dense layers), else 1 for every layer. */
+    /**
+     * Per layer the expected share of neurons predicted per token: the trainer's predicted density (1 for
+     * dense layers), the synthetic density, else 1 for every layer.
+     */
     private double[] expectedDensity(int layers) {
         double[] w = new double[layers];
-        java.util.Arrays.fill(w, 1.0);
+        java.util.Arrays.fill(w, synthetic != null ? synthetic.params().density() : 1.0);
         if (predictors == null) {
             return w;
         }
@@ -413,8 +544,20 @@ public final class FlashRuntime implements AutoCloseable {
             }
             long block = g.blockOffset(layer);
             if (options.mode() == Mode.FLASH) {
-                return new FlashFfn(layer, g, block, caches.get(layer), selector(layer, n), io, n.upBias(), n.downBias(),
-                        options.window(), metrics);
+                ActiveSelector own = selector(layer, n);
+                ActiveSelector ahead = null;
+                if (options.lookahead() && layer > 0 && flashLayers.size() == layer) {
+                    ActiveSelector[] pair = lookahead(layer - 1, own);
+                    own = pair[0];
+                    ahead = pair[1];
+                }
+                FlashFfn ffnL = new FlashFfn(layer, g, block, caches.get(layer), own, io, n.upBias(), n.downBias(),
+                        options.window(), metrics, prefillPlan);
+                if (ahead != null) {
+                    flashLayers.get(layer - 1).chain(ahead, ffnL);
+                }
+                flashLayers.add(ffnL);
+                return ffnL;
             }
             MemorySegment residentRows = null;
             if (hybridResident > 0) {
@@ -424,6 +567,29 @@ public final class FlashRuntime implements AutoCloseable {
             }
             return new StreamedFfn(g, block, hybridResident, residentRows, streamBuffer, io, n.upBias(), n.downBias(),
                     n.act(), metrics);
+        };
+    }
+
+    /**
+     * The look-ahead that layer {@code from} runs on its FFN input to prefetch layer {@code from + 1}:
+     * {own selector of layer from+1 (possibly replaced), look-ahead selector}, or {own, null} when there is
+     * none (the oracle; a target layer kept dense; a bundle trained without look-ahead predictors).
+     */
+    private ActiveSelector[] lookahead(int from, ActiveSelector own) {
+        return switch (options.selector()) {
+            case SYNTHETIC -> {
+                ActiveSelector[] pair = ActiveSelector.peeked(own, options.lookaheadRecall(), options.synthetic().seed() * 31 + from);
+                if (from < emulatedLookahead.size()) {
+                    pair[1] = ActiveSelector.costing(pair[1], ActiveSelector.trained(emulatedLookahead.get(from)));
+                }
+                yield pair;
+            }
+            case TRAINED -> {
+                LayerPredictor la = predictors.lookahead(from);
+                yield new ActiveSelector[]{own, la == null || la.dense() || predictors.layer(from + 1).dense() ? null
+                        : ActiveSelector.trained(la)};
+            }
+            case ORACLE -> new ActiveSelector[]{own, null};
         };
     }
 
@@ -481,7 +647,8 @@ public final class FlashRuntime implements AutoCloseable {
             }
         }
         int context = Math.min(contextTokens, c.maxPositions());
-        return new MemoryReport(-1, attention, embeddings, 0, ffn, MemoryPlan.kvCacheBytes(c, context), activationScratchBytes(c));
+        return new MemoryReport(-1, attention, embeddings, 0, ffn, MemoryPlan.kvCacheBytes(c, context, LanguageModel.DEFAULT_KV),
+                activationScratchBytes(c, MemoryPlan.span(context), c.ffnSize()));
     }
 
     /** The resident file's bytes as {attention (and norms, biases), embeddings}. */
@@ -504,9 +671,17 @@ public final class FlashRuntime implements AutoCloseable {
         };
     }
 
-    /** Activation scratch of one sequence state (up to 128 tokens per step) and the logits. */
-    static long activationScratchBytes(ModelConfig c) {
-        return 4L * (128L * (8L * c.hiddenSize() + c.ffnSize()) + c.vocabSize());
+    /**
+     * Activation scratch of one sequence state whose layer-major passes hold {@code span} token rows
+     * ({@code ffnScratch} FFN floats per row: f for the FFNs that compute every neuron, 0 for flash) and
+     * the logits.
+     */
+    static long activationScratchBytes(ModelConfig c, int span, int ffnScratch) {
+        long floats = switch (c) {
+            case OptConfig o -> OptModel.activationFloats(o, span, ffnScratch);
+            case FalconConfig fc -> FalconModel.activationFloats(fc, span, ffnScratch);
+        };
+        return 4L * (floats + c.vocabSize());
     }
 
     static String mb(long bytes) {

@@ -6,34 +6,38 @@ import java.util.Arrays;
 
 /**
  * One layer's DRAM cache of FFN neuron bundles ("LLM in a flash", technique 4: a preallocated matrix
- * managed by a sliding window over recent tokens).
+ * managed by a sliding window over recent tokens), with slot reuse instead of the paper's
+ * delete-by-moving.
  *
  * <h2>Layout</h2>
- * One off-heap matrix of {@code capacity} rows of {@code stride} bytes, allocated once and 4096-byte
- * aligned so that direct-I/O reads can land straight in a row. Row r starts at byte {@code r * stride}
+ * One off-heap matrix of {@code capacity} slots of {@code stride} bytes, allocated once and 4096-byte
+ * aligned so that direct-I/O reads can land straight in a slot. Slot s starts at byte {@code s * stride}
  * and holds one neuron's bundle exactly as {@code ffn.bin} stores it (docs/FORMAT.md, bundled layout):
  * <pre>
- * row r: [ up row of neuronAt(r): d*e bytes ][ down column: d*e bytes ][ padding up to stride ]
+ * slot s: [ up row of neuronAt(s): d*e bytes ][ down column: d*e bytes ][ padding up to stride ]
  * </pre>
- * Rows {@code [0, used)} hold neurons; the FFN computes over them with the strided kernels as a
- * {@code NeuronMajorFfn} with {@code up = rows()}, {@code down = rows().asSlice(d*e)}, {@code neurons = used},
- * and maps output row r back to neuron {@link #neuronAt(int)} (for the biases and the predictor).
+ * The paper deletes a row by copying the last used row into the hole so that the used rows stay
+ * contiguous for a dense matmul; that copy was 5% of a token at OPT-6.7B scale (14k rows of 16 KiB per
+ * token). Here the FFN computes over an explicit list of slots (the gather kernels), so contiguity buys
+ * nothing: deleting frees the slot (O(1), no bytes move) and inserting takes a free slot. A cached
+ * neuron's bytes therefore never move while it stays cached.
  *
  * <h2>Invariants (after every public call)</h2>
  * <ul>
  *   <li>{@code 0 <= used <= capacity}; nothing is ever reallocated (the same {@link #rows()} segment
  *       and arrays for the cache's lifetime).</li>
- *   <li>{@code rowOfNeuron[neuronOfRow[r]] == r} for every r in {@code [0, used)}; {@code rowOfNeuron[i]}
- *       is -1 for every neuron not in a row; rows {@code >= used} hold no neuron.</li>
- *   <li>A cached neuron's row bytes are what the caller loaded into it: deletion copies the LAST used row
- *       into the hole ({@code O(deleted x stride)}), so no other row moves and a moved row keeps its
- *       bytes and its last-active step.</li>
+ *   <li>{@code rowOfNeuron[neuronOfRow[s]] == s} for every occupied slot s; {@code rowOfNeuron[i]} is -1
+ *       for every neuron not cached; a free slot's {@link #neuronAt} is -1; {@code used} slots are
+ *       occupied.</li>
+ *   <li>A cached neuron's slot bytes are what the caller loaded into it: nothing in the cache writes
+ *       slot bytes.</li>
+ *   <li>Free slots are handed out lowest first when the cache is new, then most recently freed first.</li>
  * </ul>
  *
  * <h2>Ownership, threads, closing</h2>
  * The cache owns its memory: {@link #close()} frees the matrix, after which {@link #rows()} and any
  * slice of it must not be used. It is for ONE thread (the layer's scheduler); the arena is shared only so
- * that the I/O engine's threads may write bundle bytes into rows handed out by {@link #reserve} between
+ * that the I/O engine's threads may write bundle bytes into slots handed out by {@link #reserve} between
  * that call and the FFN computation. No other call may run concurrently with such writes.
  */
 public final class NeuronCache implements AutoCloseable {
@@ -49,12 +53,15 @@ public final class NeuronCache implements AutoCloseable {
     private final int[] neuronOfRow;
     private final int[] rowOfNeuron;
     private final long[] lastActive;
+    /** Free slots, a stack: free[0 .. freeCount) with the next one handed out on top. */
+    private final int[] free;
+    private int freeCount;
     private int used;
 
     /**
      * @param neurons  f, the layer's neuron count (neuron ids are {@code [0, f)})
-     * @param capacity rows to preallocate, 1..f
-     * @param stride   bytes per row: the bundle stride of {@code ffn.bin}
+     * @param capacity slots to preallocate, 1..f
+     * @param stride   bytes per slot: the bundle stride of {@code ffn.bin}
      */
     public NeuronCache(int neurons, int capacity, long stride) {
         if (neurons < 1 || capacity < 1 || capacity > neurons || stride < 1) {
@@ -69,24 +76,31 @@ public final class NeuronCache implements AutoCloseable {
         this.neuronOfRow = new int[capacity];
         this.rowOfNeuron = new int[neurons];
         this.lastActive = new long[capacity];
+        this.free = new int[capacity];
         Arrays.fill(neuronOfRow, -1);
         Arrays.fill(rowOfNeuron, -1);
+        for (int s = 0; s < capacity; s++) {
+            free[s] = capacity - 1 - s;
+        }
+        freeCount = capacity;
     }
 
-    /** The whole matrix; row r at byte {@code r * stride()}. Always the same segment. */
+    /** The whole matrix; slot s at byte {@code s * stride()}. Always the same segment. */
     public MemorySegment rows() {
         return rows;
     }
 
-    /** Row r's bytes ({@code stride} of them): where the I/O engine loads a reserved neuron's bundle. */
-    public MemorySegment rowSlice(int row) {
-        return rows.asSlice(row * stride, stride);
+    /** Slot s's bytes ({@code stride} of them): where the I/O engine loads a reserved neuron's bundle. */
+    public MemorySegment rowSlice(int slot) {
+        return rows.asSlice(slot * stride, stride);
     }
 
+    /** Slots, occupied or free. */
     public int capacity() {
         return capacity;
     }
 
+    /** Occupied slots: the neurons cached. */
     public int used() {
         return used;
     }
@@ -99,21 +113,31 @@ public final class NeuronCache implements AutoCloseable {
         return stride;
     }
 
-    /** The row holding {@code neuron}, or -1 when it is not cached. */
+    /** The slot holding {@code neuron}, or -1 when it is not cached. */
     public int row(int neuron) {
         return rowOfNeuron[checkNeuron(neuron)];
     }
 
-    /** The neuron in row {@code row}, which must be in {@code [0, used)}. */
-    public int neuronAt(int row) {
-        checkRow(row);
-        return neuronOfRow[row];
+    /** The neuron in slot {@code slot} (in {@code [0, capacity)}), or -1 when the slot is free. */
+    public int neuronAt(int slot) {
+        checkSlot(slot);
+        return neuronOfRow[slot];
     }
 
-    /** The token step at which row {@code row} (in {@code [0, used)}) was last needed. */
-    public long lastActive(int row) {
-        checkRow(row);
-        return lastActive[row];
+    /** The token step at which occupied slot {@code slot} was last needed. */
+    public long lastActive(int slot) {
+        checkOccupied(slot);
+        return lastActive[slot];
+    }
+
+    /** The step at which occupied slot {@code slot} was last needed, unchecked: for per-token scans. */
+    long lastActiveUnchecked(int slot) {
+        return lastActive[slot];
+    }
+
+    /** The neuron in slot {@code slot} or -1, unchecked: for per-token scans. */
+    int neuronAtUnchecked(int slot) {
+        return neuronOfRow[slot];
     }
 
     /** Marks the cached ones among {@code neurons[0..n)} as needed at {@code step}; absent ones are ignored. */
@@ -127,66 +151,76 @@ public final class NeuronCache implements AutoCloseable {
     }
 
     /**
-     * Deletes every row whose last-active step is {@code < step}. Each hole is filled by moving the last
-     * live used row into it (stale rows at the end are simply dropped), so the cost is
-     * O(used) to scan plus O(moved x stride) to copy, and rows that stay are never shifted.
+     * Deletes every cached neuron whose last-active step is {@code < step}: its slot is freed, no bytes
+     * move. O(capacity) to scan.
      *
      * @return the number of neurons deleted
      */
     public int evictOlderThan(long step) {
         int evicted = 0;
-        int r = 0;
-        while (r < used) {
-            if (lastActive[r] >= step) {
-                r++;
-                continue;
-            }
-            drop(r);
-            evicted++;
-            int last = used - 1;
-            while (last > r && lastActive[last] < step) {
-                drop(last);
+        for (int s = 0; s < capacity && used > 0; s++) {
+            if (neuronOfRow[s] >= 0 && lastActive[s] < step) {
+                drop(s);
                 evicted++;
-                last--;
             }
-            if (last > r) {
-                moveRow(last, r);
-            }
-            used = last; // rows [0, last) remain: r filled from last, or r == last was itself the end
-            r++;
         }
         return evicted;
     }
 
+    /** Deletes neuron {@code neuron} if cached; returns whether it was. */
+    public boolean evict(int neuron) {
+        int s = rowOfNeuron[checkNeuron(neuron)];
+        if (s < 0) {
+            return false;
+        }
+        drop(s);
+        return true;
+    }
+
     /** The neurons among {@code active[0..n)} that are not cached, in their order. */
     public int[] missing(int[] active, int n) {
-        int count = 0;
-        for (int k = 0; k < n; k++) {
-            if (rowOfNeuron[checkNeuron(active[k])] < 0) {
-                count++;
-            }
-        }
+        int count = missingInto(active, n, null);
         int[] out = new int[count];
-        int j = 0;
-        for (int k = 0; k < n; k++) {
-            if (rowOfNeuron[active[k]] < 0) {
-                out[j++] = active[k];
-            }
-        }
+        missingInto(active, n, out);
         return out;
     }
 
     /**
-     * Appends one row per neuron in {@code neurons[0..n)} at {@code used}, marked active at {@code step}.
-     * The neurons must be distinct and not cached. The rows' bytes are NOT loaded: the caller (or the I/O
+     * The neurons among {@code active[0..n)} that are not cached, in their order, written to {@code out}
+     * when it is not null (it must have room for them); returns their count. Allocation-free form of
+     * {@link #missing}.
+     */
+    public int missingInto(int[] active, int n, int[] out) {
+        int j = 0;
+        for (int k = 0; k < n; k++) {
+            if (rowOfNeuron[checkNeuron(active[k])] < 0) {
+                if (out != null) {
+                    out[j] = active[k];
+                }
+                j++;
+            }
+        }
+        return j;
+    }
+
+    /**
+     * Gives each neuron in {@code neurons[0..n)} a free slot, marked active at {@code step}.
+     * The neurons must be distinct and not cached. The slots' bytes are NOT loaded: the caller (or the I/O
      * engine) writes each neuron's bundle into {@link #rowSlice(int)} before the FFN runs.
      * Checked before anything changes: a refused call leaves the cache as it was.
      *
-     * @return the row of each neuron, in order
-     * @throws IllegalStateException    when the rows would exceed the capacity
+     * @return the slot of each neuron, in order
+     * @throws IllegalStateException    when the neurons exceed the free slots
      * @throws IllegalArgumentException for a neuron out of range, already cached or listed twice
      */
     public int[] reserve(int[] neurons, int n, long step) {
+        int[] out = new int[n];
+        reserveInto(neurons, n, step, out);
+        return out;
+    }
+
+    /** {@link #reserve} writing the slots to {@code slots[0..n)} (allocation-free). */
+    public void reserveInto(int[] neurons, int n, long step, int[] slots) {
         if (n > capacity - used) {
             throw new IllegalStateException("neuron cache full: " + n + " neurons to load but only "
                     + (capacity - used) + " of " + capacity + " rows free (evict first or raise the capacity)");
@@ -210,21 +244,20 @@ public final class NeuronCache implements AutoCloseable {
                 }
             }
         }
-        int[] out = new int[n];
         for (int j = 0; j < n; j++) {
-            int r = used++;
-            neuronOfRow[r] = neurons[j];
-            rowOfNeuron[neurons[j]] = r;
-            lastActive[r] = step;
-            out[j] = r;
+            int s = free[--freeCount];
+            used++;
+            neuronOfRow[s] = neurons[j];
+            rowOfNeuron[neurons[j]] = s;
+            lastActive[s] = step;
+            slots[j] = s;
         }
-        return out;
     }
 
     /**
      * One token step of the sliding window of the last {@code window} tokens: touch the cached active
-     * neurons, delete the rows not active in steps {@code (step - window, step]} (lastActive
-     * {@code <= step - window}), then reserve rows for the active neurons still missing.
+     * neurons, delete the neurons not active in steps {@code (step - window, step]} (lastActive
+     * {@code <= step - window}), then reserve slots for the active neurons still missing.
      * The active neurons are never evicted (they were just touched).
      *
      * @param active the neurons this token needs ({@code active[0..n)}, distinct)
@@ -245,10 +278,10 @@ public final class NeuronCache implements AutoCloseable {
     }
 
     /**
-     * The outcome of {@link #advance}: load neuron {@code loadNeurons[k]}'s bundle into row
+     * The outcome of {@link #advance}: load neuron {@code loadNeurons[k]}'s bundle into slot
      * {@code loadRows[k]}.
      *
-     * @param evicted rows deleted this step
+     * @param evicted neurons deleted this step
      * @param hits    active neurons already cached
      */
     public record Advance(int[] loadNeurons, int[] loadRows, int evicted, int hits) {
@@ -264,19 +297,11 @@ public final class NeuronCache implements AutoCloseable {
         arena.close();
     }
 
-    private void drop(int r) {
-        rowOfNeuron[neuronOfRow[r]] = -1;
-        neuronOfRow[r] = -1;
-    }
-
-    /** Moves row {@code from} into the (dropped) row {@code to}: bytes, both maps, last-active step. */
-    private void moveRow(int from, int to) {
-        MemorySegment.copy(rows, from * stride, rows, to * stride, stride);
-        int neuron = neuronOfRow[from];
-        neuronOfRow[to] = neuron;
-        rowOfNeuron[neuron] = to;
-        lastActive[to] = lastActive[from];
-        neuronOfRow[from] = -1;
+    private void drop(int s) {
+        rowOfNeuron[neuronOfRow[s]] = -1;
+        neuronOfRow[s] = -1;
+        free[freeCount++] = s;
+        used--;
     }
 
     private int checkNeuron(int neuron) {
@@ -286,9 +311,16 @@ public final class NeuronCache implements AutoCloseable {
         return neuron;
     }
 
-    private void checkRow(int row) {
-        if (row < 0 || row >= used) {
-            throw new IndexOutOfBoundsException("row " + row + " not in use [0, " + used + ")");
+    private void checkSlot(int slot) {
+        if (slot < 0 || slot >= capacity) {
+            throw new IndexOutOfBoundsException("slot " + slot + " not in [0, " + capacity + ")");
+        }
+    }
+
+    private void checkOccupied(int slot) {
+        checkSlot(slot);
+        if (neuronOfRow[slot] < 0) {
+            throw new IndexOutOfBoundsException("slot " + slot + " is free");
         }
     }
 }

@@ -98,6 +98,11 @@ public final class RunReport {
             }
 
             @Override
+            public State newState(int maxTokens, dev.llmflash.formats.tensor.DType kv) {
+                return model.newState(maxTokens, kv);
+            }
+
+            @Override
             public void forward(State state, int[] tokens, int n, boolean allPositions, float[] logits) {
                 FlashMetrics.Totals before = metrics.snapshot();
                 long dev0 = io == null ? 0 : io.stats().bytesRead();

@@ -3,6 +3,7 @@ package dev.llmflash.runtime.model;
 import dev.llmflash.formats.FormatException;
 import dev.llmflash.formats.checkpoint.Checkpoint;
 import dev.llmflash.formats.hf.FalconConfig;
+import dev.llmflash.formats.tensor.DType;
 import dev.llmflash.runtime.ffn.Activation;
 import dev.llmflash.runtime.ffn.Ffn;
 import dev.llmflash.runtime.ffn.FfnSource;
@@ -107,9 +108,9 @@ public final class FalconModel implements LanguageModel {
     static final class State extends KvState {
         final float[] x, a, mIn, qkv, q, kk, vv, att, o, ffn, cos, sin;
 
-        State(FalconConfig c, int capacity) {
-            super(c.numLayers(), capacity, c.numKvHeads() * c.headDim());
-            int b = MAX_BATCH, d = c.hiddenSize(), hd = c.headDim();
+        State(FalconConfig c, int capacity, DType kv, int ffnScratchPerRow) {
+            super(c.numLayers(), capacity, c.numKvHeads() * c.headDim(), kv);
+            int b = span, d = c.hiddenSize(), hd = c.headDim();
             x = new float[b * d];
             a = new float[b * d];
             mIn = new float[b * d];
@@ -119,15 +120,26 @@ public final class FalconModel implements LanguageModel {
             vv = new float[b * kvDim];
             att = new float[b * d];
             o = new float[b * d];
-            ffn = new float[b * c.ffnSize()];
+            ffn = new float[b * ffnScratchPerRow];
             cos = new float[hd / 2];
             sin = new float[hd / 2];
         }
     }
 
     @Override
-    public State newState(int maxTokens) {
-        return new State(cfg, maxTokens);
+    public State newState(int maxTokens, DType kv) {
+        int scratch = 0;
+        for (Layer l : w.layers()) {
+            scratch = Math.max(scratch, l.ffn().scratchPerRow());
+        }
+        return new State(cfg, maxTokens, kv, scratch);
+    }
+
+    /** Floats of a state's activation buffers for {@code span} rows (what the budget counts as scratch). */
+    public static long activationFloats(FalconConfig c, int span, int ffnScratchPerRow) {
+        int d = c.hiddenSize(), hd = c.headDim();
+        int kvDim = c.numKvHeads() * hd;
+        return (long) span * (6L * d + c.qkvRows() + (long) c.numHeads() * hd + 2L * kvDim + ffnScratchPerRow);
     }
 
     @Override
@@ -135,8 +147,8 @@ public final class FalconModel implements LanguageModel {
         State s = (State) state;
         s.checkRoom(n);
         int vocab = cfg.vocabSize();
-        for (int start = 0; start < n; start += KvState.MAX_BATCH) {
-            int m = Math.min(KvState.MAX_BATCH, n - start);
+        for (int start = 0; start < n; start += s.span) {
+            int m = Math.min(s.span, n - start);
             step(s, tokens, start, m);
             if (allPositions) {
                 head(s, 0, m, logits, start * vocab);
@@ -183,8 +195,7 @@ public final class FalconModel implements LanguageModel {
                     rotate(s.kk, t * kvDim + h * hd, hd, s.cos, s.sin);
                 }
             }
-            System.arraycopy(s.kk, 0, s.keys[li], s.length * kvDim, m * kvDim);
-            System.arraycopy(s.vv, 0, s.values[li], s.length * kvDim, m * kvDim);
+            s.store(li, s.kk, s.vv, m);
             s.attention(li, s.q, m, nh, nkv, hd, scale, s.att);
             l.dense().apply(k, s.att, m, s.o, l.denseB());
 

@@ -1,6 +1,7 @@
 package dev.llmflash.runtime.model;
 
 import dev.llmflash.formats.hf.ModelConfig;
+import dev.llmflash.formats.tensor.DType;
 
 /**
  * A causal language model: tokens in, next-token logits out. Implementations keep weights immutable
@@ -16,7 +17,47 @@ public interface LanguageModel extends AutoCloseable {
      * {@code maxBatch} tokens per {@link #forward} call (longer inputs are split by the caller or by
      * {@link #forward}).
      */
-    State newState(int maxTokens);
+    default State newState(int maxTokens) {
+        return newState(maxTokens, DEFAULT_KV);
+    }
+
+    /** The default KV cache element type: f16 (half the bytes; see {@link KvState}). */
+    DType DEFAULT_KV = DType.F16;
+
+    /** As {@link #newState(int)} with the KV cache stored as {@code kv} (F16 or F32). */
+    State newState(int maxTokens, DType kv);
+
+    /**
+     * The same model, whose {@link #newState(int)} stores the KV cache as {@code kv} ({@code --kv-dtype}).
+     */
+    static LanguageModel withKv(LanguageModel m, DType kv) {
+        return new LanguageModel() {
+            @Override
+            public ModelConfig config() {
+                return m.config();
+            }
+
+            @Override
+            public State newState(int maxTokens) {
+                return m.newState(maxTokens, kv);
+            }
+
+            @Override
+            public State newState(int maxTokens, DType type) {
+                return m.newState(maxTokens, type);
+            }
+
+            @Override
+            public void forward(State state, int[] tokens, int n, boolean allPositions, float[] logits) {
+                m.forward(state, tokens, n, allPositions, logits);
+            }
+
+            @Override
+            public void close() {
+                m.close();
+            }
+        };
+    }
 
     /**
      * Appends {@code n} tokens to the sequence in {@code state} (positions {@code state.length()} ...)

@@ -3,6 +3,7 @@ package dev.llmflash.runtime.model;
 import dev.llmflash.formats.FormatException;
 import dev.llmflash.formats.checkpoint.Checkpoint;
 import dev.llmflash.formats.hf.OptConfig;
+import dev.llmflash.formats.tensor.DType;
 import dev.llmflash.runtime.ffn.Activation;
 import dev.llmflash.runtime.ffn.Ffn;
 import dev.llmflash.runtime.ffn.FfnSource;
@@ -101,31 +102,40 @@ public final class OptModel implements LanguageModel {
         return cfg;
     }
 
-    /** Activations for up to MAX_BATCH tokens, allocated once per state. */
+    /** Activations for up to {@link KvState#span} tokens (one layer-major pass), allocated once per state. */
     static final class State extends KvState {
         final float[] x, h, q, kk, vv, att, ffn, emb, row;
 
-        State(OptConfig c, int capacity) {
-            super(c.numLayers(), capacity, c.hiddenSize());
-            int b = MAX_BATCH, d = c.hiddenSize();
+        State(OptConfig c, int capacity, DType kv, int ffnScratchPerRow) {
+            super(c.numLayers(), capacity, c.hiddenSize(), kv);
+            int b = span, d = c.hiddenSize();
             x = new float[b * d];
             h = new float[b * d];
             q = new float[b * d];
             kk = new float[b * d];
             vv = new float[b * d];
             att = new float[b * d];
-            ffn = new float[b * c.ffnSize()];
+            ffn = new float[b * ffnScratchPerRow];
             emb = new float[b * c.wordEmbedProjDim()];
             row = new float[c.wordEmbedProjDim()];
         }
     }
 
     @Override
-    public State newState(int maxTokens) {
+    public State newState(int maxTokens, DType kv) {
         if (maxTokens > cfg.maxPositions()) {
             throw new IllegalArgumentException("OPT learned positions stop at " + cfg.maxPositions() + " tokens; asked for " + maxTokens);
         }
-        return new State(cfg, maxTokens);
+        int scratch = 0;
+        for (Layer l : w.layers()) {
+            scratch = Math.max(scratch, l.ffn().scratchPerRow());
+        }
+        return new State(cfg, maxTokens, kv, scratch);
+    }
+
+    /** Floats of a state's activation buffers for {@code span} rows (what the budget counts as scratch). */
+    public static long activationFloats(OptConfig c, int span, int ffnScratchPerRow) {
+        return (long) span * (6L * c.hiddenSize() + ffnScratchPerRow + c.wordEmbedProjDim());
     }
 
     @Override
@@ -133,8 +143,8 @@ public final class OptModel implements LanguageModel {
         State s = (State) state;
         s.checkRoom(n);
         int vocab = cfg.vocabSize();
-        for (int start = 0; start < n; start += KvState.MAX_BATCH) {
-            int m = Math.min(KvState.MAX_BATCH, n - start);
+        for (int start = 0; start < n; start += s.span) {
+            int m = Math.min(s.span, n - start);
             boolean last = start + m == n;
             step(s, tokens, start, m);
             if (allPositions) {
@@ -145,7 +155,7 @@ public final class OptModel implements LanguageModel {
         }
     }
 
-    /** Runs m tokens (tokens[off..off+m)) through the decoder, leaving the final hidden states in s.x. */
+    /** Runs m tokens (tokens[off..off+m)) through the decoder, layer by layer, leaving the final hidden states in s.x. */
     private void step(State s, int[] tokens, int off, int m) {
         int d = cfg.hiddenSize(), e = cfg.wordEmbedProjDim();
         int nh = cfg.numHeads(), hd = cfg.headDim();
@@ -177,8 +187,7 @@ public final class OptModel implements LanguageModel {
             l.wq().apply(k, s.h, m, s.q, l.bq());
             l.wk().apply(k, s.h, m, s.kk, l.bk());
             l.wv().apply(k, s.h, m, s.vv, l.bv());
-            System.arraycopy(s.kk, 0, s.keys[li], s.length * d, m * d);
-            System.arraycopy(s.vv, 0, s.values[li], s.length * d, m * d);
+            s.store(li, s.kk, s.vv, m);
             s.attention(li, s.q, m, nh, nh, hd, scale, s.att);
             l.wo().apply(k, s.att, m, s.h, l.bo());
             Ops.add(s.x, 0, s.h, 0, m * d);                      // residual
