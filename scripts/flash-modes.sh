@@ -27,10 +27,10 @@ for mem in 14M 15M 16M 18M; do
   python3 - "$work/bench-$mem.json" <<'PY'
 import json, sys
 d = json.load(open(sys.argv[1]))
-print(f"{'method':17s} {'FFN in DRAM':>11s} {'I/O ms':>7s} {'mem ms':>7s} {'compute':>8s} {'total':>7s} {'p50':>7s} {'read/token':>11s} {'device/token':>12s} {'hit rate':>8s} {'window':>6s} {'overflows':>9s}")
+print(f"{'method':17s} {'FFN in DRAM':>11s} {'I/O wait':>8s} {'mem ms':>7s} {'compute':>8s} {'total':>7s} {'p50':>7s} {'read/token':>11s} {'device/token':>12s} {'hit rate':>8s} {'window':>6s} {'overflows':>9s}")
 for m in d['methods']:
     share = m.get('cache_share_of_ffn', m.get('resident_share_of_ffn', 0.0))
-    print(f"{m['method']:17s} {100*share:10.0f}% {m['io_ms']:7.3f} {m['mem_ms']:7.3f} {m['compute_ms']:8.3f} {m['total_ms']:7.3f} {m['total_ms_p50']:7.3f} "
+    print(f"{m['method']:17s} {100*share:10.0f}% {m['io_wait_ms']:8.3f} {m['mem_ms']:7.3f} {m['compute_ms']:8.3f} {m['total_ms']:7.3f} {m['total_ms_p50']:7.3f} "
           f"{m['bytes_read_per_token']/1024:8.1f} KiB {m['device_bytes_read_per_token']/1024:9.1f} KiB {100*m['cache_hit_rate']:7.1f}% {m['window_tokens_mean']:6.1f} {m['overflows']:9d}")
 PY
 done

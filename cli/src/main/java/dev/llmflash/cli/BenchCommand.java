@@ -43,6 +43,14 @@ import java.util.concurrent.Callable;
  * (+ bundling). With {@code --split-model} (the same model converted with {@code --layout split})
  * predictor and window run on the unbundled layout, as in the paper; {@code flash} is {@code all} under
  * its issue-5 name and {@code flash-page-cache} is {@code all} reading through the page cache.
+ * {@code dense} is the reference: every weight memory-mapped and read once before timing starts (so
+ * the timed run reads only DRAM), no budget.
+ *
+ * <p>Every method entry carries the per-token figures of {@link RunReport} ({@code io_ms} in flight,
+ * {@code io_wait_ms}, {@code overlap}, {@code mem_ms}, {@code compute_ms}, {@code total_ms}, ...), the
+ * prompt's length, the time to first token and the prompt step ({@code prefill_step}). The prompt is
+ * {@code --prompt} or {@code --prompt-file}, optionally repeated or cut to {@code --prompt-tokens};
+ * {@code --prompt-sweep} runs each method at several prompt lengths (time to first token vs prompt length).
  */
 @Command(name = "bench", mixinStandardHelpOptions = true,
         description = "Per-token latency of naive / hybrid / predictor / window / all on a bundle at one DRAM budget (the paper's Tables 2-3), "
@@ -57,10 +65,12 @@ final class BenchCommand implements Callable<Integer> {
     @Option(names = "--split-model", paramLabel = "BUNDLE", description = "The same model converted with --layout split: predictor and window run on it.")
     Path splitModel;
 
-    @Option(names = "--memory", required = true, paramLabel = "SIZE|PCT%", description = "The DRAM budget of every method.")
+    @Option(names = "--memory", paramLabel = "SIZE|PCT%", description = "The DRAM budget of every method but dense "
+            + "(required unless dense is the only method; dense holds every weight in memory and ignores it).")
     String memory;
 
-    @Option(names = "--methods", split = ",", paramLabel = "M", description = "Any of: naive, hybrid, predictor, window, all, flash (= all), "
+    @Option(names = "--methods", split = ",", paramLabel = "M", description = "Any of: dense (the reference: every weight in memory, "
+            + "read before timing starts, no budget), naive, hybrid, predictor, window, all, flash (= all), "
             + "flash-page-cache (default: naive,hybrid,predictor,window,all with --split-model, else naive,hybrid,predictor,flash).")
     List<String> methods;
 
@@ -83,6 +93,17 @@ final class BenchCommand implements Callable<Integer> {
 
     @Option(names = "--prompt", paramLabel = "TEXT", description = "Prompt (default: ${DEFAULT-VALUE}).")
     String prompt = "In the beginning God created";
+
+    @Option(names = "--prompt-file", paramLabel = "FILE", description = "Read the prompt from this UTF-8 text file instead of --prompt.")
+    Path promptFile;
+
+    @Option(names = "--prompt-tokens", paramLabel = "N", description = "Repeat or cut the prompt's tokens (BOS first) so that the prompt "
+            + "has exactly N tokens.")
+    Integer promptTokens;
+
+    @Option(names = "--prompt-sweep", split = ",", paramLabel = "N", description = "Also run each method at each of these prompt lengths "
+            + "(tokens, the prompt built as for --prompt-tokens): time to first token vs prompt length (with --charts: ttft-vs-prompt.png).")
+    List<Integer> promptSweep = List.of();
 
     @Option(names = "--tokens", paramLabel = "N", description = "Generated tokens measured per method (default: ${DEFAULT-VALUE}).")
     int tokens = 64;
@@ -118,7 +139,7 @@ final class BenchCommand implements Callable<Integer> {
     String sweepMemory;
 
     @Option(names = "--charts", paramLabel = "DIR", description = "Write PNG charts there: latency breakdown, window trade-off (with --window-sweep), "
-            + "read throughput vs chunk size and threads (with --limits).")
+            + "read throughput vs chunk size and threads (with --limits), time to first token vs prompt length (with --prompt-sweep).")
     Path charts;
 
     @Option(names = "--sweep-bytes", hidden = true, paramLabel = "BYTES", description = "Bytes read per point of the read-throughput sweep (default: 128 MiB).")
@@ -150,6 +171,10 @@ final class BenchCommand implements Callable<Integer> {
             options(m, null); // refuses unknown names before anything runs
         }
         list = list.stream().filter(m -> !m.equals("none")).toList();
+        if (memory == null && (list.stream().anyMatch(m -> !m.equals("dense")) || !windowSweep.isEmpty())) {
+            throw new IllegalArgumentException("--memory is required for every method but dense (give the DRAM budget, e.g. --memory 50%)");
+        }
+        checkPrompt();
         List<Map<String, Object>> prewarmed = new ArrayList<>();
         if (prewarm) {
             for (Path b : splitModel != null ? List.of(model, splitModel) : List.of(model)) {
@@ -171,6 +196,14 @@ final class BenchCommand implements Callable<Integer> {
             err.flush();
             sweep.add(isolate ? child("all", k) : runMethod("all", k));
         }
+        List<Map<String, Object>> promptPoints = new ArrayList<>();
+        for (String m : list) {
+            for (int n : promptSweepLengths()) {
+                err.println("bench: " + m + ", prompt of " + n + " tokens ...");
+                err.flush();
+                promptPoints.add(promptPoint(isolate ? child(m, null, n) : runMethod(m, null, n)));
+            }
+        }
         Map<String, Object> lim = null;
         List<DiskProbe.Result> readSweep = List.of();
         if (limits) {
@@ -191,6 +224,12 @@ final class BenchCommand implements Callable<Integer> {
             j.put("sweep_memory", sweepMemory);
         }
         j.put("activity", activity);
+        if (promptFile != null) {
+            j.put("prompt_file", promptFile.toString());
+        }
+        if (promptTokens != null) {
+            j.put("prompt_tokens", promptTokens);
+        }
         j.put("warmup_tokens", warmup);
         j.put("measured_tokens", tokens);
         j.put("io_threads", ioThreads);
@@ -203,6 +242,9 @@ final class BenchCommand implements Callable<Integer> {
         if (!sweep.isEmpty()) {
             j.put("window_sweep", sweep);
         }
+        if (!promptPoints.isEmpty()) {
+            j.put("prompt_sweep", promptPoints);
+        }
         if (lim != null) {
             j.put("limits", lim);
         }
@@ -214,12 +256,15 @@ final class BenchCommand implements Callable<Integer> {
             j.put("read_sweep", rs);
         }
         if (charts != null) {
-            writeCharts(results, sweep, readSweep, lim);
+            writeCharts(results, sweep, readSweep, lim, promptPoints);
         }
         if (json) {
             out.println(Json.write(j));
         } else {
             out.print(table(results, sweep, lim));
+            if (!promptPoints.isEmpty()) {
+                out.print(promptSweepTable(promptPoints));
+            }
         }
         out.flush();
         return 0;
@@ -227,22 +272,49 @@ final class BenchCommand implements Callable<Integer> {
 
     /** One method in this process: open, warm up, measure, report. */
     Map<String, Object> runMethod(String method, Integer sweepWindow) {
+        return runMethod(method, sweepWindow, promptTokens);
+    }
+
+    /** As {@link #runMethod(String, Integer)} with a prompt of {@code promptLength} tokens (null: the prompt as given). */
+    Map<String, Object> runMethod(String method, Integer sweepWindow, Integer promptLength) {
         CommonOptions o = options(method, sweepWindow);
         BpeTokenizer tok = BpeTokenizer.fromModelDir(o.model);
-        int[] ids = tok.encodeWithBos(prompt);
+        int[] ids = promptIds(tok, promptLength);
         int steps = warmup + tokens + 1;
-        FlashRuntime.Options ro = o.runtimeOptions(ids.length + steps);
-        if (activity.equals("synthetic") && ro.mode() == FlashRuntime.Mode.FLASH) {
-            ro = ro.withSynthetic(new SyntheticActivity.Params(density, newPerToken, calibrationWindow, 1), predictorRank);
+        Map<String, Object> preload = null;
+        LoadedModel opened;
+        if (o.mode == Mode.dense) {
+            opened = LoadedModel.open(o, tok, ids.length + steps, new ArrayList<>());
+            try {
+                preload = preload(o.model);
+            } catch (RuntimeException e) {
+                opened.close();
+                throw e;
+            }
+        } else {
+            FlashRuntime.Options ro = o.runtimeOptions(ids.length + steps);
+            if (activity.equals("synthetic") && ro.mode() == FlashRuntime.Mode.FLASH) {
+                ro = ro.withSynthetic(new SyntheticActivity.Params(density, newPerToken, calibrationWindow, 1), predictorRank);
+            }
+            opened = LoadedModel.open(o, tok, ro);
         }
-        try (LoadedModel lm = LoadedModel.open(o, tok, ro)) {
+        try (LoadedModel lm = opened) {
             lm.report().skipWarmup(warmup);
-            new Generator(lm.model()).generate(ids, steps, SamplingOptions.greedy(), null, false);
+            Generator.Result r = new Generator(lm.model()).generate(ids, steps, SamplingOptions.greedy(), null, false);
             Map<String, Object> m = new LinkedHashMap<>();
             m.put("method", method);
             m.putAll(lm.report().toJson());
             m.put("mode", o.mode.name());
             m.put("model", o.model.toString());
+            m.put("prompt_tokens", r.metrics().promptTokens());
+            m.put("time_to_first_token_ms", r.metrics().timeToFirstTokenMs());
+            if (!m.containsKey("prefill_step")) {
+                // a one-token prompt: its step is the first one
+                m.put("prefill_step", lm.report().stepsJson(lm.report().steps().subList(0, 1)));
+            }
+            if (preload != null) {
+                m.put("preload", preload);
+            }
             if (sweepWindow != null) {
                 m.put("window", sweepWindow);
             }
@@ -253,6 +325,11 @@ final class BenchCommand implements Callable<Integer> {
 
     /** One method in a child JVM (same class path and JVM flags), for its own peak resident set. */
     private Map<String, Object> child(String method, Integer sweepWindow) throws IOException {
+        return child(method, sweepWindow, promptTokens);
+    }
+
+    /** As {@link #child(String, Integer)} with a prompt of {@code promptLength} tokens (null: the prompt as given). */
+    private Map<String, Object> child(String method, Integer sweepWindow, Integer promptLength) throws IOException {
         List<String> cmd = new ArrayList<>();
         cmd.add(ProcessHandle.current().info().command().orElse("java"));
         for (String a : ManagementFactory.getRuntimeMXBean().getInputArguments()) {
@@ -263,11 +340,22 @@ final class BenchCommand implements Callable<Integer> {
         cmd.add("-cp");
         cmd.add(System.getProperty("java.class.path"));
         cmd.add(Main.class.getName());
-        cmd.addAll(List.of("bench", "--model", model.toString(), "--memory", memory, "--methods", method, "--json",
+        cmd.addAll(List.of("bench", "--model", model.toString(), "--methods", method, "--json",
                 "--activity", activity, "--density", Double.toString(density), "--new-per-token", Double.toString(newPerToken),
                 "--calibration-window", Integer.toString(calibrationWindow), "--predictor-rank", Integer.toString(predictorRank),
-                "--prompt", prompt, "--tokens", Integer.toString(tokens), "--warmup", Integer.toString(warmup),
+                "--tokens", Integer.toString(tokens), "--warmup", Integer.toString(warmup),
                 "--io-threads", Integer.toString(ioThreads), "--threads", Integer.toString(threads)));
+        if (memory != null) {
+            cmd.addAll(List.of("--memory", memory));
+        }
+        if (promptFile != null) {
+            cmd.addAll(List.of("--prompt-file", promptFile.toString()));
+        } else {
+            cmd.addAll(List.of("--prompt", prompt));
+        }
+        if (promptLength != null) {
+            cmd.addAll(List.of("--prompt-tokens", Integer.toString(promptLength)));
+        }
         if (splitModel != null) {
             cmd.addAll(List.of("--split-model", splitModel.toString()));
         }
@@ -311,6 +399,10 @@ final class BenchCommand implements Callable<Integer> {
         Path unbundled = splitModel != null ? splitModel : model;
         switch (method) {
             case "none" -> o.mode = Mode.dense;
+            case "dense" -> {
+                o.mode = Mode.dense;
+                o.memory = null; // every weight in memory: no budget
+            }
             case "naive" -> o.mode = Mode.naive;
             case "hybrid" -> o.mode = Mode.hybrid;
             case "predictor" -> {
@@ -329,12 +421,155 @@ final class BenchCommand implements Callable<Integer> {
                 o.pageCache = method.equals("flash-page-cache");
             }
             default -> throw new IllegalArgumentException("--methods: unknown method '" + method
-                    + "' (naive, hybrid, predictor, window, all, flash, flash-page-cache)");
+                    + "' (dense, naive, hybrid, predictor, window, all, flash, flash-page-cache)");
         }
         if (activity.equals("synthetic")) {
             o.predictor = "trained"; // replaced by the synthetic selector in runMethod
         }
         return o;
+    }
+
+    private String promptText;
+
+    /** The prompt's text: --prompt-file's content (read once) or --prompt. */
+    private String promptText() {
+        if (promptFile == null) {
+            return prompt;
+        }
+        if (promptText == null) {
+            if (!Files.exists(promptFile)) {
+                throw new LlmflashException("--prompt-file " + promptFile + ": no such file; give the path of a text file holding the prompt");
+            }
+            if (!Files.isRegularFile(promptFile)) {
+                throw new LlmflashException("--prompt-file " + promptFile + ": not a regular file; give the path of a text file holding the prompt");
+            }
+            String t;
+            try {
+                t = Files.readString(promptFile, StandardCharsets.UTF_8);
+            } catch (IOException e) {
+                throw new LlmflashException("--prompt-file " + promptFile + ": cannot read it (" + e.getClass().getSimpleName()
+                        + (e.getMessage() != null ? ": " + e.getMessage() : "") + "); give a readable UTF-8 text file");
+            }
+            if (t.isBlank()) {
+                throw new LlmflashException("--prompt-file " + promptFile + ": the file is empty; put the prompt's text in it");
+            }
+            promptText = t;
+        }
+        return promptText;
+    }
+
+    /**
+     * The prompt's ids, BOS included (as {@code generate --prompt}); with {@code length} non-null its tokens
+     * after BOS repeated (or cut) so that the prompt has exactly {@code length} tokens.
+     */
+    int[] promptIds(BpeTokenizer tok, Integer length) {
+        int[] ids = tok.encodeWithBos(promptText());
+        if (length == null) {
+            return ids;
+        }
+        int head = tok.addsBos() ? 1 : 0;
+        int body = ids.length - head;
+        if (body == 0 && length > head) {
+            throw new IllegalArgumentException((promptFile != null ? "--prompt-file " + promptFile : "--prompt")
+                    + " has no tokens to repeat; give a non-empty prompt");
+        }
+        int[] out = new int[length];
+        for (int i = 0; i < length; i++) {
+            out[i] = i < head ? ids[i] : ids[head + (i - head) % body];
+        }
+        return out;
+    }
+
+    /** The --prompt-sweep lengths, increasing, without repeats. */
+    private List<Integer> promptSweepLengths() {
+        return promptSweep.stream().distinct().sorted().toList();
+    }
+
+    /** Refuses bad prompt options before anything runs: one line naming the flag (or file) and what to do. */
+    private void checkPrompt() {
+        if (promptFile != null && spec.commandLine().getParseResult() != null && spec.commandLine().getParseResult().hasMatchedOption("--prompt")) {
+            throw new IllegalArgumentException("--prompt and --prompt-file both given; give one of them");
+        }
+        if (promptTokens != null && promptTokens < 1) {
+            throw new IllegalArgumentException("--prompt-tokens must be >= 1 (BOS included), got " + promptTokens);
+        }
+        for (int n : promptSweep) {
+            if (n < 1) {
+                throw new IllegalArgumentException("--prompt-sweep lengths must be >= 1 (BOS included), got " + n);
+            }
+        }
+        BpeTokenizer tok = BpeTokenizer.fromModelDir(model);
+        int natural = promptIds(tok, null).length; // reads and checks --prompt-file
+        if (!Bundle.looksLikeBundle(model)) {
+            return;
+        }
+        int maxPositions;
+        try (Bundle b = Bundle.open(model)) {
+            maxPositions = b.config().maxPositions();
+        }
+        int steps = warmup + tokens + 1;
+        List<String> checks = new ArrayList<>();
+        checks.add(promptTokens != null ? "--prompt-tokens" : promptFile != null ? "--prompt-file" : "--prompt");
+        List<Integer> lengths = new ArrayList<>(List.of(promptTokens != null ? promptTokens : natural));
+        for (int n : promptSweep) {
+            checks.add("--prompt-sweep");
+            lengths.add(n);
+        }
+        for (int i = 0; i < lengths.size(); i++) {
+            int n = lengths.get(i);
+            if (n + steps > maxPositions) {
+                String what = checks.get(i).equals("--prompt-file") ? "--prompt-file " + promptFile : checks.get(i);
+                throw new IllegalArgumentException(what + ": a prompt of " + n + " tokens + --warmup " + warmup + " + --tokens " + tokens
+                        + " + 1 = " + (n + steps) + " positions, beyond the model's " + maxPositions
+                        + "; use a shorter prompt (--prompt-tokens) or fewer --warmup/--tokens");
+            }
+        }
+    }
+
+    /**
+     * Dense: reads the bundle's memory-mapped files (resident.safetensors, ffn.bin) once, sequentially, so that
+     * their pages are in memory before the timed run and it reads only DRAM.
+     */
+    static Map<String, Object> preload(Path dir) {
+        long t0 = System.nanoTime();
+        long bytes = 0;
+        java.nio.ByteBuffer buf = java.nio.ByteBuffer.allocateDirect(8 << 20);
+        List<String> files = new ArrayList<>();
+        for (String f : List.of(Bundle.RESIDENT, Bundle.FFN)) {
+            Path p = dir.resolve(f);
+            if (!Files.isRegularFile(p)) {
+                continue;
+            }
+            files.add(f);
+            try (java.nio.channels.FileChannel ch = java.nio.channels.FileChannel.open(p, java.nio.file.StandardOpenOption.READ)) {
+                int n;
+                while ((n = ch.read(buf)) >= 0) {
+                    bytes += n;
+                    buf.clear();
+                }
+            } catch (IOException e) {
+                throw new LlmflashException("bench: cannot read " + p + " to load it before timing (" + e.getMessage() + ")");
+            }
+        }
+        Map<String, Object> m = new LinkedHashMap<>();
+        m.put("files", files);
+        m.put("bytes", bytes);
+        m.put("ms", (System.nanoTime() - t0) / 1e6);
+        return m;
+    }
+
+    /** One point of the prompt sweep, from its method entry. */
+    private static Map<String, Object> promptPoint(Map<String, Object> e) {
+        @SuppressWarnings("unchecked")
+        Map<String, Object> pre = (Map<String, Object>) e.get("prefill_step");
+        Map<String, Object> p = new LinkedHashMap<>();
+        p.put("method", e.get("method"));
+        p.put("prompt_tokens", e.get("prompt_tokens"));
+        p.put("time_to_first_token_ms", e.get("time_to_first_token_ms"));
+        p.put("prefill_ms", pre == null ? null : pre.get("ms"));
+        p.put("prefill_bytes_read", pre == null ? null : pre.get("bytes_read"));
+        p.put("decode_ms_per_token", e.get("total_ms"));
+        return p;
     }
 
     /** The reference figures of this machine and the physical limit per token of the 'all' (or flash) method. */
@@ -391,7 +626,7 @@ final class BenchCommand implements Callable<Integer> {
     }
 
     private void writeCharts(List<Map<String, Object>> results, List<Map<String, Object>> sweep, List<DiskProbe.Result> readSweep,
-                             Map<String, Object> lim) throws IOException {
+                             Map<String, Object> lim, List<Map<String, Object>> promptPoints) throws IOException {
         Files.createDirectories(charts);
         int n = results.size();
         if (n > 0) {
@@ -400,7 +635,7 @@ final class BenchCommand implements Callable<Integer> {
             for (int i = 0; i < n; i++) {
                 Map<String, Object> m = results.get(i);
                 names.add((String) m.get("method"));
-                io[i] = num(m, "io_ms");
+                io[i] = num(m, "io_wait_ms");
                 mem[i] = num(m, "mem_ms");
                 comp[i] = num(m, "compute_ms");
             }
@@ -432,6 +667,17 @@ final class BenchCommand implements Callable<Integer> {
             Charts.readThroughput(charts.resolve("read-throughput.png"), "Random reads on this disk (direct I/O, " + model.getFileName() + "/ffn.bin)",
                     chunks.stream().mapToInt(Integer::intValue).toArray(), byThreads, num(lim, "seq_read_gbps"));
         }
+        if (!promptPoints.isEmpty()) {
+            List<Integer> lengths = promptSweepLengths();
+            Map<String, double[]> byMethod = new LinkedHashMap<>();
+            for (Map<String, Object> p : promptPoints) {
+                int i = lengths.indexOf(((Number) p.get("prompt_tokens")).intValue());
+                byMethod.computeIfAbsent((String) p.get("method"), k -> new double[lengths.size()])[i] = num(p, "time_to_first_token_ms") / 1e3;
+            }
+            Charts.ttftVsPrompt(charts.resolve("ttft-vs-prompt.png"), "Time to first token vs prompt length"
+                    + (memory != null ? " at --memory " + memory : "") + " (" + model.getFileName() + ")",
+                    lengths.stream().mapToInt(Integer::intValue).toArray(), byMethod);
+        }
     }
 
     private static double num(Map<String, Object> m, String key) {
@@ -444,15 +690,16 @@ final class BenchCommand implements Callable<Integer> {
 
     private static String table(List<Map<String, Object>> results, List<Map<String, Object>> sweep, Map<String, Object> lim) {
         StringBuilder b = new StringBuilder();
-        b.append(String.format(Locale.ROOT, "%-17s %6s %10s %9s %11s %10s %10s %12s %9s %8s %12s%n", "method", "tokens", "I/O ms", "mem ms",
-                "compute ms", "total ms", "p50 ms", "read/token", "read GB/s", "hit rate", "peak RSS"));
+        b.append(String.format(Locale.ROOT, "%-17s %6s %6s %11s %8s %9s %11s %10s %10s %10s %12s %9s %8s %12s%n", "method", "tokens", "prompt",
+                "I/O wait ms", "overlap", "mem ms", "compute ms", "total ms", "TTFT ms", "p50 ms", "read/token", "read GB/s", "hit rate", "peak RSS"));
         List<Map<String, Object>> all = new ArrayList<>(results);
         all.addAll(sweep);
         for (Map<String, Object> m : all) {
             String name = m.get("method") + (m.containsKey("window") && sweep.contains(m) ? " K=" + m.get("window") : "");
-            b.append(String.format(Locale.ROOT, "%-17s %6d %10.2f %9.2f %11.2f %10.2f %10.2f %12s %9.3f %7.1f%% %12s%n", name,
-                    ((Number) m.get("tokens")).intValue(), num(m, "io_ms"), num(m, "mem_ms"), num(m, "compute_ms"), num(m, "total_ms"),
-                    num(m, "total_ms_p50"), RunReport.human(num(m, "bytes_read_per_token")), num(m, "read_gbps"),
+            b.append(String.format(Locale.ROOT, "%-17s %6d %6d %11.2f %8s %9.2f %11.2f %10.2f %10.2f %10.2f %12s %9.3f %7.1f%% %12s%n", name,
+                    ((Number) m.get("tokens")).intValue(), ((Number) m.get("prompt_tokens")).intValue(), num(m, "io_wait_ms"),
+                    RunReport.percent(m.get("overlap") instanceof Number o ? o.doubleValue() : null), num(m, "mem_ms"),
+                    num(m, "compute_ms"), num(m, "total_ms"), num(m, "time_to_first_token_ms"), num(m, "total_ms_p50"), RunReport.human(num(m, "bytes_read_per_token")), num(m, "read_gbps"),
                     100 * num(m, "cache_hit_rate"), RunReport.human(num(m, "peak_rss_bytes"))));
         }
         if (lim != null) {
@@ -464,6 +711,21 @@ final class BenchCommand implements Callable<Integer> {
                         num(lim, "flash_vs_limit")));
             }
             b.append(System.lineSeparator());
+        }
+        b.append("(per token after the warm-up: total = I/O wait + mem + compute; overlap = share of the reads' in-flight time hidden "
+                + "behind compute, - when nothing was read; TTFT = the prompt step and the first token)").append(System.lineSeparator());
+        return b.toString();
+    }
+
+    private static String promptSweepTable(List<Map<String, Object>> points) {
+        StringBuilder b = new StringBuilder();
+        b.append(System.lineSeparator()).append("prompt sweep:").append(System.lineSeparator());
+        b.append(String.format(Locale.ROOT, "%-17s %7s %10s %11s %13s %16s%n", "method", "prompt", "TTFT ms", "prefill ms", "prefill read",
+                "decode ms/token"));
+        for (Map<String, Object> p : points) {
+            b.append(String.format(Locale.ROOT, "%-17s %7d %10.2f %11s %13s %16.2f%n", p.get("method"), ((Number) p.get("prompt_tokens")).intValue(),
+                    num(p, "time_to_first_token_ms"), p.get("prefill_ms") instanceof Number n ? String.format(Locale.ROOT, "%.2f", n.doubleValue()) : "-",
+                    p.get("prefill_bytes_read") instanceof Number n ? RunReport.human(n.doubleValue()) : "-", num(p, "decode_ms_per_token")));
         }
         return b.toString();
     }

@@ -43,7 +43,8 @@ import java.util.TreeMap;
  *   <li>{@link #windowTradeoff}: latency per token and DRAM used versus the sliding-window size, on a
  *       left and a right y axis;
  *   <li>{@link #readThroughput}: random-read throughput versus chunk size, one line per thread count, on
- *       a log2 chunk-size axis, optionally with a dashed sequential-read reference (the paper's Figure 2b).
+ *       a log2 chunk-size axis, optionally with a dashed sequential-read reference (the paper's Figure 2b);
+ *   <li>{@link #ttftVsPrompt}: time to first token versus prompt length, one line per method.
  * </ul>
  *
  * <p><b>Headless.</b> The static initializer sets {@code java.awt.headless=true} before any AWT class is
@@ -97,12 +98,12 @@ final class Charts {
     }
 
     /**
-     * Time per token of each method as one stacked bar: I/O, memory management, compute (bottom to top),
+     * Time per token of each method as one stacked bar: I/O wait, memory management, compute (bottom to top),
      * y in ms per token on a linear axis from 0, each bar's total printed above it (the totals can differ
      * 100x, so the short bars are read from their label).
      *
      * @param methods   bar labels, e.g. "naive", "flash"; non-blank and distinct
-     * @param ioMs      I/O time per token of each method, ms
+     * @param ioMs      I/O wait per token of each method (the reads not hidden behind compute), ms
      * @param memMs     memory-management time per token (DRAM bookkeeping, copies), ms
      * @param computeMs compute time per token, ms
      * @throws IllegalArgumentException if the arrays differ in length from {@code methods}, are empty, or
@@ -144,7 +145,7 @@ final class Charts {
         styler.setYAxisDecimalPattern("#,##0.#");
 
         // Series order = stacking order, bottom up.
-        addBar(chart, "I/O", methods, ioMs, IO_COLOR);
+        addBar(chart, "I/O wait", methods, ioMs, IO_COLOR);
         addBar(chart, "memory management", methods, memMs, MEMORY_COLOR);
         addBar(chart, "compute", methods, computeMs, COMPUTE_COLOR);
 
@@ -281,6 +282,49 @@ final class Charts {
             XYSeries seq = chart.addSeries("sequential (" + String.format(Locale.ROOT, "%.2f", sequentialGbps) + " GB/s)",
                     new double[] {x0, x1}, new double[] {sequentialGbps, sequentialGbps});
             line(seq, SEQUENTIAL_COLOR, SeriesMarkers.NONE, DASHED);
+        }
+        write(chart, png);
+    }
+
+    /**
+     * Time to first token (seconds) versus prompt length (tokens), one line with markers per method, in the
+     * map's order, colours as {@link #THREAD_COLORS}; y from 0.
+     *
+     * @param promptTokens     prompt lengths, strictly increasing, {@code >= 1}
+     * @param ttftSecByMethod  method name (non-blank) to the time to first token at each length, seconds
+     * @throws IllegalArgumentException on no lengths or methods, unequal lengths, lengths not increasing,
+     *                                  negative or non-finite values, a blank method name
+     * @throws LlmflashException        if {@code png} cannot be written
+     */
+    static void ttftVsPrompt(Path png, String title, int[] promptTokens, Map<String, double[]> ttftSecByMethod) {
+        requireNonNull(png, "png");
+        requireNonNull(title, "title");
+        checkIncreasing("promptTokens", promptTokens, 1);
+        requireNonNull(ttftSecByMethod, "ttftSecByMethod");
+        if (ttftSecByMethod.isEmpty()) {
+            throw new IllegalArgumentException("ttftSecByMethod is empty: a time-to-first-token chart needs at least one method");
+        }
+        for (var e : ttftSecByMethod.entrySet()) {
+            if (e.getKey() == null || e.getKey().isBlank()) {
+                throw new IllegalArgumentException("ttftSecByMethod has a blank method name: every line needs a name");
+            }
+            checkValues("ttftSecByMethod[" + e.getKey() + "]", e.getValue(), promptTokens.length, "promptTokens");
+        }
+        XYChart chart = new XYChart(WIDTH, HEIGHT);
+        chart.setTitle(title);
+        chart.setXAxisTitle("prompt length (tokens)");
+        chart.setYAxisTitle("time to first token (s)");
+        var styler = chart.getStyler();
+        style(styler);
+        styler.setYAxisMin(0.0);
+        styler.setXAxisDecimalPattern("#,##0");
+        styler.setYAxisDecimalPattern("#,##0.###");
+        double[] x = toDoubles(promptTokens);
+        int k = 0;
+        for (var e : ttftSecByMethod.entrySet()) {
+            XYSeries s = chart.addSeries(e.getKey(), x, e.getValue().clone());
+            line(s, THREAD_COLORS[k % THREAD_COLORS.length], THREAD_MARKERS[k % THREAD_MARKERS.length], SOLID);
+            k++;
         }
         write(chart, png);
     }

@@ -112,6 +112,26 @@ class ChartsTest {
     }
 
     @Test
+    void ttftVsPromptWritesAPng() throws IOException {
+        Path png = dir.resolve("ttft.png");
+        var byMethod = new LinkedHashMap<String, double[]>();
+        byMethod.put("dense", new double[] {0.05, 0.09, 0.18, 0.35});
+        byMethod.put("flash", new double[] {0.4, 0.6, 0.9, 1.5});
+        Charts.ttftVsPrompt(png, "time to first token", new int[] {64, 128, 256, 512}, byMethod);
+        assertTrue(Files.size(png) > 1000, "non-empty");
+        BufferedImage img = readPng(png);
+        assertNotBlank(img);
+        assertTrue(countColor(img, Charts.THREAD_COLORS[0]) > 200, "first method's line drawn");
+        assertTrue(countColor(img, Charts.THREAD_COLORS[1]) > 200, "second method's line drawn");
+        assertRefused("promptTokens[1] is 64 after 128",
+                () -> Charts.ttftVsPrompt(png, "t", new int[] {128, 64}, Map.of("a", new double[] {1, 2})));
+        assertRefused("ttftSecByMethod[a] has 1 values but promptTokens has 2",
+                () -> Charts.ttftVsPrompt(png, "t", new int[] {64, 128}, Map.of("a", new double[] {1})));
+        assertRefused("ttftSecByMethod is empty",
+                () -> Charts.ttftVsPrompt(png, "t", new int[] {64}, Map.of()));
+    }
+
+    @Test
     void singlePointChartsRender() throws IOException {
         Charts.latencyBreakdown(dir.resolve("one.png"), "t", List.of("flash"), new double[] {0}, new double[] {0},
                 new double[] {0});

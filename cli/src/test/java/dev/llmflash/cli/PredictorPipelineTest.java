@@ -115,7 +115,7 @@ class PredictorPipelineTest {
             JsonNode m = methods.get(i);
             assertEquals(names[i], m.get("method").asText());
             assertEquals(6, m.get("tokens").asInt(), "measured tokens after the warm-up");
-            assertEquals(m.get("total_ms").asDouble(), m.get("io_ms").asDouble() + m.get("mem_ms").asDouble() + m.get("compute_ms").asDouble(),
+            assertEquals(m.get("total_ms").asDouble(), m.get("io_wait_ms").asDouble() + m.get("mem_ms").asDouble() + m.get("compute_ms").asDouble(),
                     1e-6, m.toString());
             assertTrue(m.get("memory").get("total").asLong() <= 16L << 20, m.toString());
         }

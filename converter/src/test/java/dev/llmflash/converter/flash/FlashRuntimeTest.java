@@ -324,8 +324,8 @@ class FlashRuntimeTest {
             assertEquals(12, r.generatedIds().length);
             RunReport.Summary s = report.summary();
             assertEquals(11, s.tokens(), "11 single-token steps after the prompt");
-            assertTrue(s.totalMs() > 0 && s.ioMs() >= 0 && s.memMs() > 0 && s.computeMs() > 0, s.toString());
-            assertEquals(s.totalMs(), s.ioMs() + s.memMs() + s.computeMs(), 1e-9);
+            assertTrue(s.totalMs() > 0 && s.ioMs() >= 0 && s.ioWaitMs() >= 0 && s.memMs() > 0 && s.computeMs() > 0, s.toString());
+            assertEquals(s.totalMs(), s.ioWaitMs() + s.memMs() + s.computeMs(), 1e-9);
             assertTrue(s.hitRate() > 0 && s.hitRate() < 1, s.toString());
             Map<String, Object> json = report.toJson();
             for (String k : List.of("mode", "tokens", "io_ms", "mem_ms", "compute_ms", "total_ms", "bytes_read_per_token", "memory")) {

@@ -14,13 +14,27 @@ import java.util.Map;
 
 /**
  * Per-token metrics of a run, split as the paper's Table 3 (I/O, memory management, compute), and
- * the summary that {@code generate --json}, {@code --report} and the end-of-run table show.
- * {@link #wrap} puts a timing layer around a model: every forward call becomes one step, whose FFN
- * counters ({@link FlashMetrics}) are the difference of snapshots taken around it. Compute time is
- * the step's wall time minus its I/O wait and memory-management time (it includes the predictor,
- * attention, the FFN arithmetic and the LM head).
- * <p>Per-token figures are means over the single-token steps (generation); the prompt's steps are
- * reported apart as {@code prefill}. A run with no single-token step (perplexity) reports per-token
+ * the summary that {@code generate --json}, {@code --report}, each {@code bench} method and the
+ * end-of-run table show. {@link #wrap} puts a timing layer around a model: every forward call becomes
+ * one step, whose FFN counters ({@link FlashMetrics}) are the difference of snapshots taken around it.
+ *
+ * <p>Per-token figures (JSON keys):
+ * <ul>
+ *   <li>{@code io_ms}: time reads were in flight, from issue to completion, summed over layer steps
+ *       ({@link FlashMetrics.Totals#ioLatencyNanos}); reads overlap compute, so this is not part of the
+ *       token's wall time ({@code io_latency_ms} is the same figure under its older name);
+ *   <li>{@code io_wait_ms}: time the compute thread was blocked waiting for reads
+ *       ({@link FlashMetrics.Totals#ioWaitNanos}): the I/O not hidden behind compute;
+ *   <li>{@code overlap}: the share of the in-flight time hidden behind compute, {@code 1 - io_wait / io},
+ *       clamped to [0, 1]; {@code null} (and "-" in the tables) when the step read nothing;
+ *   <li>{@code mem_ms}: memory management (cache bookkeeping, eviction moves, building read plans);
+ *   <li>{@code compute_ms}: the step's wall time minus its I/O wait and memory-management time (it
+ *       includes the predictor, attention, the FFN arithmetic and the LM head);
+ *   <li>{@code total_ms}: the wall time, {@code = io_wait_ms + mem_ms + compute_ms}.
+ * </ul>
+ * <p>Per-token figures are means over the single-token steps (generation) after the warm-up; the
+ * prompt's steps are reported apart as {@code prefill_step} (tokens, ms, io_ms, io_wait_ms, mem_ms,
+ * bytes_read, totals over the prompt). A run with no single-token step (perplexity) reports per-token
  * means over all its tokens. One thread.
  */
 public final class RunReport {
@@ -62,7 +76,8 @@ public final class RunReport {
             r.extra.put("cache_rows_per_layer", Arrays.stream(rt.cacheRows()).boxed().toList());
             r.extra.put("cache_share_of_ffn", (double) Arrays.stream(rt.cacheRows()).asLongStream().sum()
                     / ((long) rt.geometry().layers() * rt.geometry().dFfn()));
-            r.extra.put("prefill", "token by token through the window (each prompt token loads its own active set)");
+            r.extra.put("prefill", "layer-major: per layer the union of the prompt tokens' predicted sets is read once (random reads, "
+                    + "or the layer streamed when the union is large), each token computed with its own set");
         } else if (rt.options().mode() == FlashRuntime.Mode.HYBRID) {
             r.extra.put("resident_neurons_per_layer", rt.hybridResident());
             r.extra.put("resident_share_of_ffn", (double) rt.hybridResident() / rt.geometry().dFfn());
@@ -124,11 +139,26 @@ public final class RunReport {
         return List.copyOf(steps);
     }
 
-    /** Per-token summary over the steps that {@link #perToken()} selects. */
-    public record Summary(String mode, int tokens, double ioMs, double memMs, double computeMs, double totalMs,
+    /**
+     * Per-token summary over the steps that {@link #perToken()} selects.
+     *
+     * @param ioMs     reads in flight (issued to completed) per token, ms
+     * @param ioWaitMs time the compute thread waited for reads per token, ms ({@code totalMs = ioWaitMs + memMs + computeMs})
+     */
+    public record Summary(String mode, int tokens, double ioMs, double ioWaitMs, double memMs, double computeMs, double totalMs,
                           double totalP50Ms, double totalP90Ms, double totalMinMs, double totalMaxMs,
                           double bytesPerToken, double deviceBytesPerToken, double loadedPerToken,
-                          double evictedPerToken, double hitRate, double window, double ioLatencyMs, long overflows) {
+                          double evictedPerToken, double hitRate, double window, long overflows) {
+
+        /** {@code 1 - ioWait / io} clamped to [0, 1], the share of read time hidden behind compute; null when nothing was read. */
+        public Double overlap() {
+            return RunReport.overlap(ioMs, ioWaitMs);
+        }
+    }
+
+    /** {@code 1 - ioWait / io} clamped to [0, 1]; null when {@code io} is 0 (no reads: nothing to overlap). */
+    public static Double overlap(double ioMs, double ioWaitMs) {
+        return ioMs > 0 ? Math.max(0, Math.min(1, 1 - ioWaitMs / ioMs)) : null;
     }
 
     private int skipDecode;
@@ -152,9 +182,9 @@ public final class RunReport {
     /** The summary under another name (a benchmark's method). */
     public Summary summary(String name) {
         Summary s = summary();
-        return new Summary(name, s.tokens(), s.ioMs(), s.memMs(), s.computeMs(), s.totalMs(), s.totalP50Ms(), s.totalP90Ms(),
-                s.totalMinMs(), s.totalMaxMs(), s.bytesPerToken(), s.deviceBytesPerToken(), s.loadedPerToken(),
-                s.evictedPerToken(), s.hitRate(), s.window(), s.ioLatencyMs(), s.overflows());
+        return new Summary(name, s.tokens(), s.ioMs(), s.ioWaitMs(), s.memMs(), s.computeMs(), s.totalMs(), s.totalP50Ms(),
+                s.totalP90Ms(), s.totalMinMs(), s.totalMaxMs(), s.bytesPerToken(), s.deviceBytesPerToken(), s.loadedPerToken(),
+                s.evictedPerToken(), s.hitRate(), s.window(), s.overflows());
     }
 
     private Summary summarize(List<Step> list) {
@@ -182,10 +212,10 @@ public final class RunReport {
         }
         Arrays.sort(perStep);
         double n = Math.max(1, tokens);
-        return new Summary(mode, tokens, io / 1e6 / n, mem / 1e6 / n, (nanos - io - mem) / 1e6 / n, nanos / 1e6 / n,
+        return new Summary(mode, tokens, lat / 1e6 / n, io / 1e6 / n, mem / 1e6 / n, (nanos - io - mem) / 1e6 / n, nanos / 1e6 / n,
                 pct(perStep, 0.5), pct(perStep, 0.9), perStep.length == 0 ? 0 : perStep[0],
                 perStep.length == 0 ? 0 : perStep[perStep.length - 1], bytes / n, dev / n, loaded / n, evicted / n,
-                act == 0 ? 1 : (double) hits / act, ls == 0 ? 0 : (double) win / ls, lat / 1e6 / n, over);
+                act == 0 ? 1 : (double) hits / act, ls == 0 ? 0 : (double) win / ls, over);
     }
 
     private static double pct(double[] sorted, double q) {
@@ -199,6 +229,8 @@ public final class RunReport {
         m.put("mode", mode);
         m.put("tokens", s.tokens());
         m.put("io_ms", s.ioMs());
+        m.put("io_wait_ms", s.ioWaitMs());
+        m.put("overlap", s.overlap());
         m.put("mem_ms", s.memMs());
         m.put("compute_ms", s.computeMs());
         m.put("total_ms", s.totalMs());
@@ -206,10 +238,10 @@ public final class RunReport {
         m.put("total_ms_p90", s.totalP90Ms());
         m.put("total_ms_min", s.totalMinMs());
         m.put("total_ms_max", s.totalMaxMs());
-        m.put("io_latency_ms", s.ioLatencyMs());
+        m.put("io_latency_ms", s.ioMs());
         m.put("bytes_read_per_token", s.bytesPerToken());
         m.put("device_bytes_read_per_token", s.deviceBytesPerToken());
-        m.put("read_gbps", s.ioLatencyMs() > 0 ? s.deviceBytesPerToken() / (s.ioLatencyMs() * 1e6) : 0.0);
+        m.put("read_gbps", s.ioMs() > 0 ? s.deviceBytesPerToken() / (s.ioMs() * 1e6) : 0.0);
         m.put("neurons_loaded_per_token", s.loadedPerToken());
         m.put("neurons_evicted_per_token", s.evictedPerToken());
         m.put("cache_hit_rate", s.hitRate());
@@ -219,17 +251,23 @@ public final class RunReport {
         m.putAll(extra);
         List<Step> prefill = steps.stream().filter(x -> x.tokens() > 1).toList();
         if (!prefill.isEmpty() && prefill.size() < steps.size()) {
-            Summary p = summarize(prefill);
-            Map<String, Object> pm = new LinkedHashMap<>();
-            pm.put("tokens", p.tokens());
-            pm.put("ms", p.totalMs() * p.tokens());
-            pm.put("io_ms", p.ioMs() * p.tokens());
-            pm.put("mem_ms", p.memMs() * p.tokens());
-            pm.put("bytes_read", (long) (p.bytesPerToken() * p.tokens()));
-            m.put("prefill_step", pm);
+            m.put("prefill_step", stepsJson(prefill));
         }
         m.put("memory", memory.toJson(baselineRss));
         return m;
+    }
+
+    /** Totals over {@code list} (the {@code prefill_step} object): tokens, ms, io_ms, io_wait_ms, mem_ms, bytes_read. */
+    public Map<String, Object> stepsJson(List<Step> list) {
+        Summary p = summarize(list);
+        Map<String, Object> pm = new LinkedHashMap<>();
+        pm.put("tokens", p.tokens());
+        pm.put("ms", p.totalMs() * p.tokens());
+        pm.put("io_ms", p.ioMs() * p.tokens());
+        pm.put("io_wait_ms", p.ioWaitMs() * p.tokens());
+        pm.put("mem_ms", p.memMs() * p.tokens());
+        pm.put("bytes_read", Math.round(p.bytesPerToken() * p.tokens()));
+        return pm;
     }
 
     /** The end-of-run table: one row per this run, as the paper's Table 3, then the memory held. */
@@ -240,12 +278,14 @@ public final class RunReport {
     /** A Table-3-like table of several runs (the demo and benchmarks compare modes). */
     public static String table(List<Summary> rows) {
         StringBuilder b = new StringBuilder();
-        b.append(String.format(Locale.ROOT, "%-10s %6s %9s %9s %11s %10s %13s %9s%n", "mode", "tokens", "I/O ms", "mem ms",
-                "compute ms", "total ms", "read/token", "hit rate"));
+        b.append(String.format(Locale.ROOT, "%-10s %6s %11s %9s %9s %11s %10s %13s %9s%n", "mode", "tokens", "I/O wait ms", "overlap",
+                "mem ms", "compute ms", "total ms", "read/token", "hit rate"));
         for (Summary s : rows) {
-            b.append(String.format(Locale.ROOT, "%-10s %6d %9.3f %9.3f %11.3f %10.3f %13s %8.1f%%%n", s.mode(), s.tokens(),
-                    s.ioMs(), s.memMs(), s.computeMs(), s.totalMs(), human(s.bytesPerToken()), 100 * s.hitRate()));
+            b.append(String.format(Locale.ROOT, "%-10s %6d %11.3f %9s %9.3f %11.3f %10.3f %13s %8.1f%%%n", s.mode(), s.tokens(),
+                    s.ioWaitMs(), percent(s.overlap()), s.memMs(), s.computeMs(), s.totalMs(), human(s.bytesPerToken()), 100 * s.hitRate()));
         }
+        b.append("(total = I/O wait + mem + compute; overlap = share of the reads' in-flight time hidden behind compute, - when nothing was read)")
+                .append(System.lineSeparator());
         return b.toString();
     }
 
@@ -254,6 +294,11 @@ public final class RunReport {
                         + " + neuron cache %s + KV cache %s + buffers %s%n",
                 m.budgetBytes() < 0 ? "none" : human(m.budgetBytes()), human(m.total()), human(m.attention()),
                 human(m.embeddings()), human(m.predictors()), human(m.neuronCache()), human(m.kvCache()), human(m.buffers()));
+    }
+
+    /** "87.5%", or "-" for null (no reads). */
+    public static String percent(Double share) {
+        return share == null ? "-" : String.format(Locale.ROOT, "%.1f%%", 100 * share);
     }
 
     /** Bytes in binary units (KiB, MiB, GiB), as --memory parses them. */
