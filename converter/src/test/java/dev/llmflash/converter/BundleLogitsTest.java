@@ -51,7 +51,7 @@ class BundleLogitsTest {
 
     static float[] logits(LanguageModel m, int[] ids) {
         float[] out = new float[ids.length * m.config().vocabSize()];
-        m.forward(m.newState(ids.length), ids, ids.length, true, out);
+        m.forward(m.newState(ids.length, dev.llmflash.formats.tensor.DType.F32), ids, ids.length, true, out);
         return out;
     }
 

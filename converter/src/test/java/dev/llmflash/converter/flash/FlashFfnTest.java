@@ -22,6 +22,7 @@ import org.junit.jupiter.params.provider.EnumSource;
 
 import java.io.EOFException;
 import java.io.IOException;
+import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
@@ -228,8 +229,10 @@ class FlashFfnTest {
 
     static BitSet cached(NeuronCache cache) {
         BitSet b = new BitSet();
-        for (int r = 0; r < cache.used(); r++) {
-            b.set(cache.neuronAt(r));
+        for (int r = 0; r < cache.capacity(); r++) {
+            if (cache.neuronAt(r) >= 0) {
+                b.set(cache.neuronAt(r));
+            }
         }
         return b;
     }
@@ -388,8 +391,10 @@ class FlashFfnTest {
                         : window == 0 ? before.cardinality() : gone.cardinality();
                 assertEquals(evicted, dm.neuronsEvicted(), at + ": evicted");
                 int oldest = t;
-                for (int r = 0; r < cache.used(); r++) {
-                    oldest = (int) Math.min(oldest, cache.lastActive(r));
+                for (int r = 0; r < cache.capacity(); r++) {
+                    if (cache.neuronAt(r) >= 0) {
+                        oldest = (int) Math.min(oldest, cache.lastActive(r));
+                    }
                 }
                 assertEquals(overflow ? 1 : t - oldest + 1, dm.windowSum(), at + ": window reach");
 
@@ -437,8 +442,11 @@ class FlashFfnTest {
                 }
 
                 // 4. Consistency: maps, last use, bytes from the file.
-                for (int r = 0; r < cache.used(); r++) {
+                for (int r = 0; r < cache.capacity(); r++) {
                     int neuron = cache.neuronAt(r);
+                    if (neuron < 0) {
+                        continue;
+                    }
                     assertEquals(r, cache.row(neuron), at + ": row of neuron " + neuron);
                     assertEquals(lastUse[neuron], cache.lastActive(r), at + ": last active of neuron " + neuron + " in row " + r);
                     byte[] want = l.neuronBytes()[neuron];
@@ -478,52 +486,115 @@ class FlashFfnTest {
         }
     }
 
+    /** A prefill plan that streams through a buffer of two pieces of about a third of a layer each. */
+    static FlashFfn.PrefillPlan streamPlan(FfnGeometry g, Arena arena, FlashFfn.PrefillPlan.Policy policy) {
+        long half = FfnGeometry.alignUp(dev.llmflash.runtime.flash.StreamedFfn.bytesFor(g, g.dFfn() / 3), 4096);
+        return new FlashFfn.PrefillPlan(arena.allocate(2 * half, 4096), 1, 1, policy);
+    }
+
+    /**
+     * Layer-major prefill: a call of m tokens, each with its own scripted set, against m one-token calls
+     * on a fresh cache of the same size: the same outputs (summation order aside), the same cache after
+     * the prompt (neurons, last-active steps, every slot holding its neuron's bytes from the file), the
+     * same next decode token (its loads and output), and the I/O the plan promises: the union's missing
+     * bundles once (random), or the layer exactly once (stream). For the random plan, caches from every
+     * neuron down to below the union (then it streams) and below one token's set (overflow replay); windows
+     * -1, 0, 2, 5.
+     */
     @ParameterizedTest
     @EnumSource(FfnLayout.class)
-    void aBatchedCallIsTheSameWindowStepsAsOneTokenAtATime(FfnLayout layout) throws IOException {
+    void aPromptIsReadOnceAndLeavesTheCacheAsTokenByTokenDecoding(FfnLayout layout) throws IOException {
         Layer l = Layer.read(bundles.get(layout), 1);
         FfnGeometry g = l.g();
-        int d = g.dModel(), f = g.dFfn(), m = 4, steps = 12, capacity = f / 4;
-        int[][] sets = script(7, f, steps);
-        Random rnd = new Random(3);
-        float[] x = new float[steps * d];
-        for (int i = 0; i < x.length; i++) {
-            x[i] = (float) rnd.nextGaussian();
-        }
-        float[] one = new float[steps * d], batched = new float[steps * d];
-        FlashMetrics.Totals[] totals = new FlashMetrics.Totals[2];
-        BitSet[] finalCache = new BitSet[2];
-        for (int mode = 0; mode < 2; mode++) {
-            FlashMetrics metrics = new FlashMetrics();
-            try (NeuronCache cache = new NeuronCache(f, capacity, FlashFfn.cacheStride(g));
-                 IoEngine io = IoEngine.open(l.ffnPath(), 4, true)) {
-                FlashFfn ffn = new FlashFfn(l.index(), g, g.blockOffset(l.index()), cache, new Scripted(f, sets), io,
-                        l.upBias(), l.downBias(), 2, metrics);
-                if (mode == 0) {
-                    float[] xt = new float[d], ot = new float[d];
-                    for (int t = 0; t < steps; t++) {
-                        System.arraycopy(x, t * d, xt, 0, d);
-                        ffn.forward(kernels, xt, 1, new float[f], ot);
-                        System.arraycopy(ot, 0, one, t * d, d);
+        int d = g.dModel(), f = g.dFfn(), m = 11, steps = m + 1;
+        int cases = 0, streamed = 0, random = 0, fallback = 0;
+        for (FlashFfn.PrefillPlan.Policy policy : new FlashFfn.PrefillPlan.Policy[]{FlashFfn.PrefillPlan.Policy.RANDOM,
+                FlashFfn.PrefillPlan.Policy.STREAM}) {
+            for (int window : new int[]{-1, 0, 2, 5}) {
+                for (int c32 : CAPACITY_32NDS) {
+                    int capacity = f * c32 / 32;
+                    int[][] sets = script(31L * window + c32 + policy.ordinal(), f, steps);
+                    Random rnd = new Random(window * 100 + c32);
+                    float[] x = new float[steps * d];
+                    for (int i = 0; i < x.length; i++) {
+                        x[i] = (float) rnd.nextGaussian();
                     }
-                } else {
-                    for (int t = 0; t < steps; t += m) {
-                        float[] xb = Arrays.copyOfRange(x, t * d, (t + m) * d), ob = new float[m * d];
-                        ffn.forward(kernels, xb, m, new float[m * f], ob);
-                        System.arraycopy(ob, 0, batched, t * d, m * d);
+                    String at = layout + " " + policy + " window " + window + " capacity " + capacity;
+                    BitSet union = new BitSet();
+                    for (int t = 0; t < m; t++) {
+                        union.or(bits(sets[t]));
                     }
+                    float[][] outs = new float[2][steps * d];
+                    BitSet[] finalCache = new BitSet[2];
+                    long[][] lastActive = new long[2][f];
+                    FlashMetrics.Totals[] prompt = new FlashMetrics.Totals[2], next = new FlashMetrics.Totals[2];
+                    for (int mode = 0; mode < 2; mode++) {
+                        FlashMetrics metrics = new FlashMetrics();
+                        try (Arena arena = Arena.ofShared();
+                             NeuronCache cache = new NeuronCache(f, capacity, FlashFfn.cacheStride(g));
+                             IoEngine io = IoEngine.open(l.ffnPath(), 4, true)) {
+                            FlashFfn ffn = new FlashFfn(l.index(), g, g.blockOffset(l.index()), cache, new Scripted(f, sets), io,
+                                    l.upBias(), l.downBias(), window, metrics, streamPlan(g, arena, policy));
+                            if (mode == 0) {
+                                float[] xt = new float[d], ot = new float[d];
+                                for (int t = 0; t < m; t++) {
+                                    System.arraycopy(x, t * d, xt, 0, d);
+                                    ffn.forward(kernels, xt, 1, new float[f], ot);
+                                    System.arraycopy(ot, 0, outs[0], t * d, d);
+                                }
+                            } else {
+                                float[] ob = new float[m * d];
+                                ffn.forward(kernels, Arrays.copyOf(x, m * d), m, new float[0], ob);
+                                System.arraycopy(ob, 0, outs[1], 0, m * d);
+                            }
+                            prompt[mode] = metrics.snapshot();
+                            finalCache[mode] = cached(cache);
+                            Arrays.fill(lastActive[mode], -1);
+                            for (int r = 0; r < cache.capacity(); r++) {
+                                int nr = cache.neuronAt(r);
+                                if (nr >= 0) {
+                                    lastActive[mode][nr] = cache.lastActive(r);
+                                    long mismatch = cache.rowSlice(r).asSlice(0, l.neuronBytes()[nr].length)
+                                            .mismatch(MemorySegment.ofArray(l.neuronBytes()[nr]));
+                                    assertEquals(-1, mismatch, at + " mode " + mode + ": slot " + r + " holds neuron " + nr + "'s bundle");
+                                }
+                            }
+                            float[] ot = new float[d];
+                            ffn.forward(kernels, Arrays.copyOfRange(x, m * d, steps * d), 1, new float[f], ot);
+                            System.arraycopy(ot, 0, outs[mode], m * d, d);
+                            next[mode] = metrics.snapshot().minus(prompt[mode]);
+                        }
+                    }
+                    for (int i = 0; i < steps * d; i++) {
+                        double tol = 1e-4 * (1 + Math.abs(outs[0][i]));
+                        if (Math.abs(outs[0][i] - outs[1][i]) > tol) {
+                            fail(at + ": output " + i + " (token " + i / d + ") prefill " + outs[1][i] + " vs token by token " + outs[0][i]);
+                        }
+                    }
+                    assertEquals(finalCache[0], finalCache[1], at + ": the cache after the prompt");
+                    assertArrayEquals(lastActive[0], lastActive[1], at + ": last-active steps after the prompt");
+                    assertEquals(next[0].neuronsLoaded(), next[1].neuronsLoaded(), at + ": the next token loads alike");
+                    assertEquals(next[0].hits(), next[1].hits(), at + ": the next token hits alike");
+                    long perNeuron = FlashFfn.bytesPerNeuron(g);
+                    FlashMetrics.Totals p = prompt[1];
+                    assertEquals(m, p.layerSteps(), at + ": one layer step per prompt token");
+                    // The union borrows free slots; when they are too few, the layer is streamed whatever the policy.
+                    if (policy == FlashFfn.PrefillPlan.Policy.STREAM || p.prefillStreamed() == 1) {
+                        assertEquals((long) f * perNeuron, p.bytesRequested(), at + ": the layer streamed exactly once");
+                        assertEquals(1, p.prefillStreamed(), at + ": streamed");
+                        streamed++;
+                    } else {
+                        assertTrue(p.bytesRequested() <= (long) union.cardinality() * perNeuron,
+                                at + ": at most the union read, " + p.bytesRequested() + " > " + union.cardinality() * perNeuron);
+                        assertTrue(p.bytesRequested() >= Math.min(union.cardinality(), 1) * perNeuron, at + ": the union read");
+                        random++;
+                    }
+                    fallback += policy == FlashFfn.PrefillPlan.Policy.RANDOM && p.prefillStreamed() == 1 ? 1 : 0;
+                    cases++;
                 }
-                totals[mode] = metrics.snapshot();
-                finalCache[mode] = cached(cache);
             }
         }
-        assertArrayEquals(one, batched, 1e-6f, layout + ": batched outputs equal token-at-a-time outputs");
-        assertEquals(finalCache[0], finalCache[1], layout + ": the same cache at the end");
-        FlashMetrics.Totals a = totals[0], b = totals[1];
-        assertEquals(a.neuronsLoaded(), b.neuronsLoaded(), layout + ": loaded");
-        assertEquals(a.neuronsEvicted(), b.neuronsEvicted(), layout + ": evicted");
-        assertEquals(a.hits(), b.hits(), layout + ": hits");
-        assertEquals(a.windowSum(), b.windowSum(), layout + ": window reach");
-        assertEquals(steps, b.layerSteps(), layout + ": one layer step per token");
+        assertTrue(streamed > 0 && random > 0 && fallback > 0 && cases == 32,
+                "streamed " + streamed + ", random " + random + ", streamed for want of free slots " + fallback);
     }
 }

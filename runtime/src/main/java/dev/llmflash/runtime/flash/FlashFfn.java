@@ -545,12 +545,12 @@ public final class FlashFfn implements Ffn {
         long perNeuron = bytesPerNeuron(g);
         long randomBytes = (long) (unionSize - unionValid) * perNeuron;
         long streamBytes = (long) f * perNeuron;
+        // The union goes through the cache only if the neurons that do not stay cached fit its free slots.
         boolean fits = tempNeeded <= cap - cache.used();
-        boolean stream = switch (prefill.policy()) {
-            case STREAM -> prefill.buffer() != null;
+        boolean stream = !fits || switch (prefill.policy()) {
+            case STREAM -> true;
             case RANDOM -> false;
-            case AUTO -> prefill.buffer() != null
-                    && (!fits || randomBytes / prefill.randomGBps() > streamBytes / prefill.seqGBps());
+            case AUTO -> randomBytes / prefill.randomGBps() > streamBytes / prefill.seqGBps();
         };
         for (int s = 0; s < cap; s++) {
             int nr = cache.neuronAtUnchecked(s);
@@ -561,7 +561,12 @@ public final class FlashFfn implements Ffn {
         metrics.addMem(System.nanoTime() - m0);
         Arrays.fill(out, 0, m * d, 0f);
         if (stream) {
-            promptStreamed(k, x, m, start, sets, before, out);
+            MemorySegment buffer = prefill.buffer();
+            if (buffer == null) {  // a plan without a buffer (tests, direct use): a small one for this call
+                buffer = java.lang.foreign.Arena.ofAuto().allocate(
+                        2 * FfnGeometry.alignUp(StreamedFfn.bytesFor(g, Math.min(f, 64)), 4096), 4096);
+            }
+            promptStreamed(k, x, m, start, sets, before, buffer, out);
             metrics.neuronsLoaded += f;
             metrics.prefillStreamed++;
         } else {
@@ -584,10 +589,10 @@ public final class FlashFfn implements Ffn {
     }
 
     /**
-     * The union through the cache: neurons that stay cached after the prompt keep (or get) their slot,
-     * the others borrow free slots; every slot without its neuron's bytes is read; then every token is
-     * computed from the slots of its set, block of slots by block; the borrowed slots are freed. When the
-     * borrowed slots do not fit (only with a forced or bufferless plan), the union goes in parts.
+     * The union through the cache (it fits: checked by the caller): neurons that stay cached after the
+     * prompt keep their slot, the others borrow free slots; every slot without its neuron's bytes is read;
+     * then every token is computed from the slots of its set, block of slots by block; the borrowed slots
+     * are freed.
      *
      * @return neurons read
      */
@@ -595,75 +600,48 @@ public final class FlashFfn implements Ffn {
                              float[] out) {
         long m0 = System.nanoTime();
         int cap = cache.capacity();
-        // The union's neurons, in id order, and what each needs.
-        int[] union = new int[f];
-        int u = 0;
-        for (int nr = 0; nr < f; nr++) {
-            if (inUnion[nr]) {
-                union[u++] = nr;
-            }
-        }
-        int[] slotOf = new int[f];  // slot each union neuron is computed from, -1 until it has one
-        Arrays.fill(slotOf, -1);
-        int read = 0;
+        int[] slotOf = new int[f];  // the slot each union neuron is computed from
         int[] temps = new int[cap];
         int[] tempSlots = new int[cap];
         int[] toRead = new int[cap];
         int[] toReadSlots = new int[cap];
-        int pos = 0;
-        metrics.addMem(System.nanoTime() - m0);
-        while (pos < u) {
-            m0 = System.nanoTime();
-            // One part: union neurons from pos on, as long as the borrowed slots fit.
-            int nTemp = 0, nRead = 0, partStart = pos;
-            int free = cap - cache.used();
-            for (; pos < u; pos++) {
-                int nr = union[pos];
-                int s = cache.row(nr);
-                if (s < 0) {
-                    if (nTemp == free) {
-                        break;
-                    }
-                    temps[nTemp++] = nr;
-                } else {
-                    slotOf[nr] = s;
-                    if (before[s] != nr) {
-                        toRead[nRead] = nr;
-                        toReadSlots[nRead++] = s;
-                        before[s] = nr;  // valid once read below
-                    }
+        int nTemp = 0, nRead = 0;
+        for (int nr = 0; nr < f; nr++) {
+            if (!inUnion[nr]) {
+                continue;
+            }
+            int s = cache.row(nr);
+            if (s < 0) {
+                temps[nTemp++] = nr;
+            } else {
+                slotOf[nr] = s;
+                if (before[s] != nr) {
+                    toRead[nRead] = nr;
+                    toReadSlots[nRead++] = s;
                 }
             }
-            if (pos == partStart) {
-                throw new IllegalStateException("layer " + layer + ": no free slot for the prompt's union");
-            }
-            cache.reserveInto(temps, nTemp, Long.MIN_VALUE, tempSlots);
-            for (int i = 0; i < nTemp; i++) {
-                slotOf[temps[i]] = tempSlots[i];
-                slotBias[tempSlots[i]] = upBias == null ? 0f : upBias[temps[i]];
-                toRead[nRead] = temps[i];
-                toReadSlots[nRead++] = tempSlots[i];
-            }
-            List<IoEngine.Read> reads = reads(toRead, toReadSlots, nRead);
-            metrics.addMem(System.nanoTime() - m0);
-            if (nRead > 0) {
-                IoEngine.Pending p = io.submit(reads);
-                p.await();
-                metrics.addIo(p.waitedNanos(), p.latencyNanos(), nRead * bytesPerNeuron(g));
-            }
-            read += nRead;
-            // Compute this part: each token's neurons among union[partStart, pos), by slot blocks.
-            int lo = union[partStart], hi = pos == u ? f : union[pos];
-            computeFromSlots(k, x, m, start, sets, slotOf, lo, hi, out);
-            m0 = System.nanoTime();
-            for (int i = 0; i < nTemp; i++) {
-                cache.evict(temps[i]);
-                slotOf[temps[i]] = -1;
-                before[tempSlots[i]] = -1;
-            }
-            metrics.addMem(System.nanoTime() - m0);
         }
-        return read;
+        cache.reserveInto(temps, nTemp, Long.MIN_VALUE, tempSlots);
+        for (int i = 0; i < nTemp; i++) {
+            slotOf[temps[i]] = tempSlots[i];
+            slotBias[tempSlots[i]] = upBias == null ? 0f : upBias[temps[i]];
+            toRead[nRead] = temps[i];
+            toReadSlots[nRead++] = tempSlots[i];
+        }
+        List<IoEngine.Read> reads = reads(toRead, toReadSlots, nRead);
+        metrics.addMem(System.nanoTime() - m0);
+        if (nRead > 0) {
+            IoEngine.Pending p = io.submit(reads);
+            p.await();
+            metrics.addIo(p.waitedNanos(), p.latencyNanos(), nRead * bytesPerNeuron(g));
+        }
+        computeFromSlots(k, x, m, start, sets, slotOf, 0, f, out);
+        m0 = System.nanoTime();
+        for (int i = 0; i < nTemp; i++) {
+            cache.evict(temps[i]);
+        }
+        metrics.addMem(System.nanoTime() - m0);
+        return nRead;
     }
 
     /** Each token's neurons with ids in [lo, hi), computed from their slots (slotOf) in blocks of slots. */
@@ -720,13 +698,14 @@ public final class FlashFfn implements Ffn {
      * while this one computes; the bundles the cache must hold afterwards (replayed window, slots without
      * their bytes) are copied from the pieces.
      */
-    private void promptStreamed(Kernels k, float[] x, int m, int[] start, int[] sets, int[] before, float[] out) {
-        long half = prefill.buffer().byteSize() / 2 / 4096 * 4096;
+    private void promptStreamed(Kernels k, float[] x, int m, int[] start, int[] sets, int[] before, MemorySegment buffer,
+                                float[] out) {
+        long half = buffer.byteSize() / 2 / 4096 * 4096;
         int piece = pieceNeurons(half);
         if (piece < 1) {
             throw new IllegalStateException("layer " + layer + ": the prefill buffer holds no neuron");
         }
-        MemorySegment[] halves = {prefill.buffer().asSlice(0, half), prefill.buffer().asSlice(half, half)};
+        MemorySegment[] halves = {buffer.asSlice(0, half), buffer.asSlice(half, half)};
         int pieces = (f + piece - 1) / piece;
         // Per token, its set is sorted: a cursor walks it piece by piece.
         int[] cursor = Arrays.copyOf(start, m);

@@ -214,6 +214,8 @@ public final class FlashRuntime implements AutoCloseable {
     private final SyntheticActivity synthetic;
     private final List<LayerPredictor> emulated = new ArrayList<>();
     private final List<LayerPredictor> emulatedLookahead = new ArrayList<>();
+    /** Per layer: whether {@link #expectedDensity} knows the predicted density (trainer's figures, synthetic). */
+    private boolean[] densityKnown;
 
     private FlashRuntime(Options o, Bundle b) {
         this.options = o;
@@ -373,15 +375,15 @@ public final class FlashRuntime implements AutoCloseable {
     /**
      * Per layer the fewest cache rows the plan accepts: the layer's mean predicted set with
      * {@link #SET_HEADROOM}, so that decode does not overflow; a layer kept dense (it needs every neuron
-     * each token) only its streaming rows; with no density known (oracle) one row.
+     * each token) only its streaming rows; with no density known (oracle, predictors without the
+     * trainer's figures) one row.
      */
     private int[] setFloors(double[] density) {
         int f = g.dFfn();
         int[] floor = new int[density.length];
         for (int l = 0; l < floor.length; l++) {
             boolean dense = predictors != null && predictors.layer(l).dense();
-            boolean known = predictors != null || synthetic != null;
-            floor[l] = dense ? denseStreamRows() : known ? (int) Math.min(f, Math.ceil(density[l] * f * SET_HEADROOM)) : 1;
+            floor[l] = dense ? denseStreamRows() : densityKnown[l] ? (int) Math.min(f, Math.ceil(density[l] * f * SET_HEADROOM)) : 1;
         }
         return floor;
     }
@@ -488,6 +490,8 @@ public final class FlashRuntime implements AutoCloseable {
     private double[] expectedDensity(int layers) {
         double[] w = new double[layers];
         java.util.Arrays.fill(w, synthetic != null ? synthetic.params().density() : 1.0);
+        densityKnown = new boolean[layers];
+        java.util.Arrays.fill(densityKnown, synthetic != null);
         if (predictors == null) {
             return w;
         }
@@ -497,6 +501,7 @@ public final class FlashRuntime implements AutoCloseable {
                 if (o instanceof java.util.Map<?, ?> m && m.get("layer") instanceof Number l && l.intValue() >= 0
                         && l.intValue() < layers && m.get("predicted_density") instanceof Number d && d.doubleValue() > 0) {
                     w[l.intValue()] = Math.min(1.0, d.doubleValue());
+                    densityKnown[l.intValue()] = true;
                 }
             }
         }

@@ -2,6 +2,7 @@ package dev.llmflash.runtime.model;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.llmflash.formats.tensor.DType;
 import dev.llmflash.formats.checkpoint.Checkpoint;
 import dev.llmflash.formats.hf.FalconConfig;
 import dev.llmflash.formats.hf.HfCheckpoint;
@@ -66,7 +67,7 @@ class FalconLayoutsTest {
                 float[][] expected = Reference.logits(p);
                 int seq = p.inputIds().length, vocab = c.vocabSize();
                 float[] logits = new float[seq * vocab];
-                m.forward(m.newState(seq), p.inputIds(), seq, true, logits);
+                m.forward(m.newState(seq, DType.F32), p.inputIds(), seq, true, logits);
                 for (int s = 0; s < seq; s++) {
                     float maxDiff = 0;
                     for (int v = 0; v < vocab; v++) {
