@@ -435,43 +435,4 @@ public final class Kernels implements AutoCloseable {
             throw new IllegalArgumentException("output holds " + y.length + " floats, needs " + needY);
         }
     }
-
-    // TEMP-GATHER: scalar stand-ins until the kernels branch lands.
-    public void matvecGather(MemorySegment w, DType dt, int c, long strideBytes, int[] rows, int count, float[] x, float[] y) {
-        for (int k = 0; k < count; k++) {
-            y[k] = VectorKernels.dotAt(w, dt, rows[k] * strideBytes, x, 0, c);
-        }
-    }
-
-    public void accumulateGather(MemorySegment w, DType dt, int c, long strideBytes, int[] rows, float[] hv, int count, float[] y) {
-        float[] row = new float[c];
-        for (int k = 0; k < count; k++) {
-            if (hv[k] == 0f) {
-                continue;
-            }
-            VectorKernels.toF32At(w, dt, rows[k] * strideBytes, row, 0, c);
-            for (int j = 0; j < c; j++) {
-                y[j] += hv[k] * row[j];
-            }
-        }
-    }
-
-    public void sparseBundleFfn(MemorySegment w, DType dt, int c, long strideBytes, long downOffsetBytes, int blockRows,
-                                int n, int[] rowStart, int[] rows, float[] bias, int biasOff, float[] x, float[] out) {
-        float[] row = new float[c];
-        for (int t = 0; t < n; t++) {
-            for (int k = rowStart[t]; k < rowStart[t + 1]; k++) {
-                int r = rows[k];
-                float a = VectorKernels.dotAt(w, dt, r * strideBytes, x, t * c, c) + (bias == null ? 0f : bias[biasOff + r]);
-                a = a < 0f ? 0f : a;
-                if (a == 0f) {
-                    continue;
-                }
-                VectorKernels.toF32At(w, dt, r * strideBytes + downOffsetBytes, row, 0, c);
-                for (int j = 0; j < c; j++) {
-                    out[t * c + j] += a * row[j];
-                }
-            }
-        }
-    }
 }
