@@ -78,7 +78,7 @@ public final class Kernels implements AutoCloseable {
     private final long parallelMinElements;
     private final WorkerTeam team;
     /**
-     * Participant k's scratch (one call at a time): matmul's f32 copy of 4 weight rows, the transposed
+     * Participant k's scratch (one call at a time): matmul's f32 copy of a panel of weight rows, the transposed
      * kernels' partial sums or converted row slices.
      */
     private final float[][] scratch;
@@ -165,7 +165,7 @@ public final class Kernels implements AutoCloseable {
         if (n == 0) {
             return;
         }
-        int need = 4 * c;
+        int need = VectorKernels.PANEL * c;
         if (threads == 1 || (long) r * c * n < parallelMinElements) {
             VectorKernels.matmulRows(w, dt, r, c, strideBytes, x, n, y, 0, r, scratch(0, need));
             return;
