@@ -466,7 +466,12 @@ public final class Kernels implements AutoCloseable {
     /** Bundles [r0, r1) to f32: up row of r at block[r 2c ..], its down column at block[r 2c + c ..]. */
     private static void convertBundles(MemorySegment w, DType dt, int c, long stride, long downOffset, float[] block,
                                        int r0, int r1) {
-        for (int r = r0; r < r1; r++) {
+        int r = r0;
+        for (; r + 2 <= r1; r += 2) { // up, down, up, down: four streams in step (VectorKernels.toF32x4)
+            long o = r * stride;
+            VectorKernels.toF32x4(w, dt, o, o + downOffset, o + stride, o + stride + downOffset, block, 2 * r * c, c);
+        }
+        for (; r < r1; r++) {
             VectorKernels.toF32At(w, dt, r * stride, block, 2 * r * c, c);
             VectorKernels.toF32At(w, dt, r * stride + downOffset, block, 2 * r * c + c, c);
         }
