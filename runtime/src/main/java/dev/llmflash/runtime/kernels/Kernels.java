@@ -63,6 +63,12 @@ public final class Kernels implements AutoCloseable {
      */
     static final int SHARED_MIN = 2;
 
+    /**
+     * {@link #sparseBundleFfn} converts its block to f32 once when the tokens use at least this many
+     * rows per block row on average (one conversion costs about one use of a row read in place).
+     */
+    static final int BUNDLE_CONVERT_MIN = 2;
+
     /** Column ranges of {@link #matmulTransposedAcc} start at multiples of this (whole vector blocks). */
     static final int COLUMN_BLOCK = 64;
 
@@ -72,7 +78,7 @@ public final class Kernels implements AutoCloseable {
     private final long parallelMinElements;
     private final WorkerTeam team;
     /**
-     * Participant k's scratch (one call at a time): matmul's f32 copy of 4 weight rows, the transposed
+     * Participant k's scratch (one call at a time): matmul's f32 copy of a panel of weight rows, the transposed
      * kernels' partial sums or converted row slices.
      */
     private final float[][] scratch;
@@ -81,6 +87,11 @@ public final class Kernels implements AutoCloseable {
     /** The transposed kernels' active rows (indices) and, for one vector, their h values. */
     private int[] active = new int[0];
     private float[] activeH = new float[0];
+    /** sparseBundleFfn: the block in f32, the per-use activations and surviving rows, per-thread rows. */
+    private float[] ffnBlock = new float[0];
+    private float[] ffnA = new float[0];
+    private int[] ffnPick = new int[0];
+    private final float[][][] tokenBufs;
     /** Per participant, in one transposed call: its partial sums were zeroed / it met an Inf or NaN. */
     private final boolean[] touched;
     private final boolean[] nonFinite;
@@ -99,6 +110,7 @@ public final class Kernels implements AutoCloseable {
         this.parallelMinElements = parallelMinElements;
         this.team = new WorkerTeam(threads, "llmflash-kernels-" + INSTANCES.incrementAndGet());
         this.scratch = new float[threads][];
+        this.tokenBufs = new float[threads][][];
         this.touched = new boolean[threads];
         this.nonFinite = new boolean[threads];
     }
@@ -153,7 +165,7 @@ public final class Kernels implements AutoCloseable {
         if (n == 0) {
             return;
         }
-        int need = 4 * c;
+        int need = VectorKernels.PANEL * c;
         if (threads == 1 || (long) r * c * n < parallelMinElements) {
             VectorKernels.matmulRows(w, dt, r, c, strideBytes, x, n, y, 0, r, scratch(0, need));
             return;
@@ -197,8 +209,12 @@ public final class Kernels implements AutoCloseable {
         if (m == 0 || c == 0) {
             return;
         }
-        int[] rows = active;
-        float[] hv = activeH;
+        accumulate(w, dt, c, stride, active, activeH, m, y, yOff);
+    }
+
+    /** y[yOff + j] += sum_{k < m} hv[k] W[rows[k], j]: on the caller or split by rows (checked). */
+    private void accumulate(MemorySegment w, DType dt, int c, long stride, int[] rows, float[] hv, int m,
+                            float[] y, int yOff) {
         if (threads == 1 || (long) m * c < TRANSPOSED_SERIAL_FACTOR * parallelMinElements) {
             accumulateSerial(w, dt, c, stride, rows, hv, m, y, yOff);
         } else {
@@ -259,6 +275,239 @@ public final class Kernels implements AutoCloseable {
         }
         team.run((k, parts, who) -> VectorKernels.matmulAccumulateRows(w, dt, strideBytes, rows, 0, m, h, n, r,
                 columnLo(c, blocks, k, parts), columnLo(c, blocks, k + 1, parts), y, c, scratch[who]), chunks);
+    }
+
+    /**
+     * y[k] = sum_j W[rows[k], j] * x[j] for k in [0, count): {@link #matvecStrided} over an explicit
+     * list of rows (any order, repeats allowed), row i being the c elements at byte
+     * {@code i * strideBytes} of w. The flash FFN's up projection over only the rows the predictor
+     * chose, read in place from the cache. Same arithmetic (four rows share each x load), Inf/NaN
+     * handling and thread split as matvecStrided, the list instead of a range being cut into chunks.
+     */
+    public void matvecGather(MemorySegment w, DType dt, int c, long strideBytes, int[] rows, int count, float[] x,
+                             float[] y) {
+        checkRowList(w, dt, c, strideBytes, rows, count);
+        checkArrays(x, c, y, count);
+        if (count == 0) {
+            return;
+        }
+        float[] xs = dt == DType.F32 ? null : VectorKernels.splitPairs(x, c, splitInput(c));
+        if (threads == 1 || (long) count * c < parallelMinElements) {
+            VectorKernels.gatherRows(w, dt, c, strideBytes, rows, 0, count, x, xs, y);
+            return;
+        }
+        checkShared(w);
+        team.run((k, chunks, who) -> VectorKernels.gatherRows(w, dt, c, strideBytes, rows,
+                lo(count, k, chunks), lo(count, k + 1, chunks), x, xs, y), chunks(count));
+    }
+
+    /**
+     * y[j] += sum_{k < count, hv[k] != 0} hv[k] * W[rows[k], j] for j in [0, c): the down projection
+     * over an explicit row list (any order, repeats allowed; rows as in {@link #matvecGather}). Rows
+     * whose hv[k] is zero are skipped and not read (a NaN hv[k] counts as non-zero), exactly as in
+     * {@link #matvecTransposedAcc}, whose machinery (row split with per-thread partial sums, the exact
+     * redo for Inf/NaN f16 weights) this is, given the list instead of finding it.
+     */
+    public void accumulateGather(MemorySegment w, DType dt, int c, long strideBytes, int[] rows, float[] hv,
+                                 int count, float[] y) {
+        checkRowList(w, dt, c, strideBytes, rows, count);
+        checkArrays(hv, count, y, c);
+        if (count == 0 || c == 0) {
+            return;
+        }
+        int m = 0;
+        for (int k = 0; k < count && m == k; k++) {
+            if (hv[k] != 0f) {
+                m++;
+            }
+        }
+        int[] list = rows;
+        float[] h = hv;
+        if (m < count) { // pack the non-zero entries (the caller's arrays stay as they are)
+            list = activeRows(count);
+            h = activeH;
+            m = 0;
+            for (int k = 0; k < count; k++) {
+                if (hv[k] != 0f) {
+                    list[m] = rows[k];
+                    h[m++] = hv[k];
+                }
+            }
+            if (m == 0) {
+                return;
+            }
+        }
+        accumulate(w, dt, c, strideBytes, list, h, m, y, 0);
+    }
+
+    /**
+     * The flash prompt-prefill FFN over one block of {@code blockRows} neuron bundles, for n tokens
+     * that each use their own rows of it: bundle r holds its up row (c elements at byte
+     * {@code r * strideBytes} of w) and its down column (c elements at byte
+     * {@code r * strideBytes + downOffsetBytes}). For every token t in [0, n) and k in
+     * [rowStart[t], rowStart[t + 1]), with r = rows[k] in [0, blockRows):
+     * <pre>
+     *   a = max(dot(up(r), X[t]) + (bias == null ? 0 : bias[biasOff + r]), 0)     (ReLU; NaN stays NaN)
+     *   Y[t, j] += a * down(r)[j]   for j in [0, c), skipped when a == 0 (0 * Inf would be NaN)
+     * </pre>
+     * X and Y ({@code x}, {@code out}) are n x c row-major; {@code rowStart} has n + 1 non-decreasing
+     * entries into {@code rows} (per token ascending rows read the block in order; any order and
+     * repeats compute the same sum).
+     * <p>Why one block for all tokens: a prompt's tokens share most of their rows, so when on average
+     * each block row is used by at least {@link #BUNDLE_CONVERT_MIN} tokens the block (sized by the
+     * caller to stay in L2, e.g. 16-64 bundles) is converted to f32 once, split over the threads, and
+     * every token's dots and sums then run on f32 from cache; with fewer tokens per row the dots and
+     * sums read the stored dtype directly (converting would cost about one use per row). Tokens are
+     * cut into chunks of about equal row counts that the threads claim; each token's Y row belongs to
+     * the thread that computes it, so no partial sums are reduced. Within a token the dots go four
+     * rows at a time sharing each x load and the surviving rows are added four per pass over Y[t].
+     * Inf/NaN weights reach Y as IEEE arithmetic says.
+     */
+    public void sparseBundleFfn(MemorySegment w, DType dt, int c, long strideBytes, long downOffsetBytes,
+                                int blockRows, int n, int[] rowStart, int[] rows, float[] bias, int biasOff,
+                                float[] x, float[] out) {
+        checkCount(n);
+        if (blockRows < 0) {
+            throw new IllegalArgumentException("blockRows must be >= 0, got " + blockRows);
+        }
+        checkStrided(w, dt, blockRows, c, strideBytes);
+        if (downOffsetBytes < 0) {
+            throw new IllegalArgumentException("downOffsetBytes must be >= 0, got " + downOffsetBytes);
+        }
+        long rowBytes = (long) c * dt.bytes();
+        if (blockRows > 0 && (downOffsetBytes > Long.MAX_VALUE / 2
+                || w.byteSize() < (blockRows - 1L) * strideBytes + downOffsetBytes + rowBytes)) {
+            throw new IllegalArgumentException("weights hold " + w.byteSize() + " bytes, too few for " + blockRows
+                    + " down columns of " + c + " " + dt + " at offset " + downOffsetBytes + " and stride "
+                    + strideBytes);
+        }
+        if (rowStart.length < n + 1L) {
+            throw new IllegalArgumentException("rowStart holds " + rowStart.length + " entries, needs n + 1 = "
+                    + (n + 1L));
+        }
+        if (rowStart[0] < 0) {
+            throw new IllegalArgumentException("rowStart[0] must be >= 0, got " + rowStart[0]);
+        }
+        for (int t = 0; t < n; t++) {
+            if (rowStart[t + 1] < rowStart[t]) {
+                throw new IllegalArgumentException("rowStart must not decrease: rowStart[" + t + "] = " + rowStart[t]
+                        + ", rowStart[" + (t + 1) + "] = " + rowStart[t + 1]);
+            }
+        }
+        int k0 = rowStart[0];
+        int k1 = rowStart[n];
+        if (rows.length < k1) {
+            throw new IllegalArgumentException("rows holds " + rows.length + " entries, rowStart[n] = " + k1);
+        }
+        for (int k = k0; k < k1; k++) {
+            if (rows[k] < 0 || rows[k] >= blockRows) {
+                throw new IllegalArgumentException("rows[" + k + "] = " + rows[k] + " is outside the block's "
+                        + blockRows + " rows");
+            }
+        }
+        if (bias != null && (biasOff < 0 || bias.length < (long) biasOff + blockRows)) {
+            throw new IllegalArgumentException("bias holds " + bias.length + " floats, needs biasOff + blockRows = "
+                    + ((long) biasOff + blockRows) + " (biasOff " + biasOff + ")");
+        }
+        checkArrays(x, (long) n * c, out, (long) n * c);
+        int uses = k1 - k0;
+        if (uses == 0 || c == 0) {
+            return;
+        }
+        if (ffnA.length < k1) {
+            ffnA = new float[k1];
+            ffnPick = new int[k1];
+        }
+        float[] a = ffnA;
+        int[] pick = ffnPick;
+        boolean serial = threads == 1 || 2L * uses * c < parallelMinElements;
+        if (!serial) {
+            checkShared(w);
+        }
+        if (uses >= (long) BUNDLE_CONVERT_MIN * blockRows) {
+            long need = 2L * blockRows * c;
+            if (need > Integer.MAX_VALUE - 8) {
+                throw new IllegalArgumentException("block of " + blockRows + " x 2 x " + c + " too large to convert");
+            }
+            if (ffnBlock.length < need) {
+                ffnBlock = new float[(int) need];
+            }
+            float[] block = ffnBlock;
+            if (serial) {
+                convertBundles(w, dt, c, strideBytes, downOffsetBytes, block, 0, blockRows);
+                VectorKernels.bundleConverted(block, c, 0, n, rowStart, rows, bias, biasOff, x, out, a, pick);
+                return;
+            }
+            team.run((k, parts, who) -> convertBundles(w, dt, c, strideBytes, downOffsetBytes, block,
+                    lo(blockRows, k, parts), lo(blockRows, k + 1, parts)), Math.min(blockRows, threads));
+            team.run((k, parts, who) -> VectorKernels.bundleConverted(block, c, tokenLo(rowStart, n, k, parts),
+                    tokenLo(rowStart, n, k + 1, parts), rowStart, rows, bias, biasOff, x, out, a, pick),
+                    chunks(n));
+            return;
+        }
+        MemorySegment down = w.asSlice(downOffsetBytes);
+        if (serial) {
+            float[][] b = tokenScratch(0, c);
+            VectorKernels.bundleDirect(w, down, dt, c, strideBytes, 0, n, rowStart, rows, bias, biasOff, x, out, a,
+                    pick, b[0], b[1], b[2], b[3]);
+            return;
+        }
+        for (int k = 0; k < threads; k++) {
+            tokenScratch(k, c);
+        }
+        team.run((k, parts, who) -> {
+            float[][] b = tokenBufs[who];
+            VectorKernels.bundleDirect(w, down, dt, c, strideBytes, tokenLo(rowStart, n, k, parts),
+                    tokenLo(rowStart, n, k + 1, parts), rowStart, rows, bias, biasOff, x, out, a, pick,
+                    b[0], b[1], b[2], b[3]);
+        }, chunks(n));
+    }
+
+    /** Bundles [r0, r1) to f32: up row of r at block[r 2c ..], its down column at block[r 2c + c ..]. */
+    private static void convertBundles(MemorySegment w, DType dt, int c, long stride, long downOffset, float[] block,
+                                       int r0, int r1) {
+        int r = r0;
+        for (; r + 2 <= r1; r += 2) { // up, down, up, down: four streams in step (VectorKernels.toF32x4)
+            long o = r * stride;
+            VectorKernels.toF32x4(w, dt, o, o + downOffset, o + stride, o + stride + downOffset, block, 2 * r * c, c);
+        }
+        for (; r < r1; r++) {
+            VectorKernels.toF32At(w, dt, r * stride, block, 2 * r * c, c);
+            VectorKernels.toF32At(w, dt, r * stride + downOffset, block, 2 * r * c + c, c);
+        }
+    }
+
+    /**
+     * First token of chunk {@code part} of {@code parts} when tokens are cut by work: the first t
+     * whose rows start at or after {@code part / parts} of all rows (rowStart is their prefix sum), so
+     * chunks hold about equally many rows whatever the tokens' counts; empty chunks are fine.
+     */
+    static int tokenLo(int[] rowStart, int n, int part, int parts) {
+        if (part >= parts) {
+            return n;
+        }
+        long target = rowStart[0] + (long) (rowStart[n] - rowStart[0]) * part / parts;
+        int lo = 0;
+        int hi = n;
+        while (lo < hi) { // first t in [0, n] with rowStart[t] >= target
+            int mid = (lo + hi) >>> 1;
+            if (rowStart[mid] < target) {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        return lo;
+    }
+
+    /** Participant k's four c-float arrays of {@link VectorKernels#bundleDirect}. */
+    private float[][] tokenScratch(int part, int c) {
+        float[][] b = tokenBufs[part];
+        if (b == null || b[0].length < c) {
+            b = new float[][]{new float[c], new float[c], new float[c], new float[c]};
+            tokenBufs[part] = b;
+        }
+        return b;
     }
 
     /** out[0..c) = W[row, 0..c) as f32 (embedding lookup); exact. */
@@ -425,6 +674,24 @@ public final class Kernels implements AutoCloseable {
             throw new IllegalArgumentException("weights hold " + w.byteSize() + " bytes, " + r + " rows of " + c
                     + " " + dt + " at a stride of " + stride + " bytes need " + bytes);
         }
+    }
+
+    /** A row list: count >= 0 entries of rows, each a row of c elements at stride bytes inside w. */
+    private void checkRowList(MemorySegment w, DType dt, int c, long stride, int[] rows, int count) {
+        if (count < 0) {
+            throw new IllegalArgumentException("count must be >= 0, got " + count);
+        }
+        if (rows.length < count) {
+            throw new IllegalArgumentException("rows holds " + rows.length + " entries, count is " + count);
+        }
+        int max = -1;
+        for (int k = 0; k < count; k++) {
+            if (rows[k] < 0) {
+                throw new IllegalArgumentException("rows[" + k + "] = " + rows[k] + " is negative");
+            }
+            max = Math.max(max, rows[k]);
+        }
+        checkStrided(w, dt, max + 1L, c, stride);
     }
 
     private static void checkArrays(float[] x, long needX, float[] y, long needY) {

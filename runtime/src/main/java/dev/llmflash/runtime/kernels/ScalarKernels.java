@@ -107,6 +107,57 @@ public final class ScalarKernels {
         }
     }
 
+    /** Twin of {@link Kernels#matvecGather}: y[k] = dot(row rows[k], x), row i at byte i * stride. */
+    public static void matvecGather(MemorySegment w, DType dt, int c, long stride, int[] rows, int count, float[] x,
+                                    float[] y) {
+        for (int k = 0; k < count; k++) {
+            float s = 0f;
+            for (int j = 0; j < c; j++) {
+                s += loadAt(w, dt, rows[k] * stride + (long) j * dt.bytes()) * x[j];
+            }
+            y[k] = s;
+        }
+    }
+
+    /** Twin of {@link Kernels#accumulateGather}: y[j] += hv[k] * W[rows[k], j], list order, hv[k] == 0 skipped. */
+    public static void accumulateGather(MemorySegment w, DType dt, int c, long stride, int[] rows, float[] hv,
+                                        int count, float[] y) {
+        for (int k = 0; k < count; k++) {
+            if (hv[k] != 0f) {
+                for (int j = 0; j < c; j++) {
+                    y[j] += hv[k] * loadAt(w, dt, rows[k] * stride + (long) j * dt.bytes());
+                }
+            }
+        }
+    }
+
+    /**
+     * Twin of {@link Kernels#sparseBundleFfn}: per token t and k in [rowStart[t], rowStart[t + 1]),
+     * a = max(dot(up(rows[k]), X[t]) + bias, 0), Y[t] += a down(rows[k]) unless a == 0.
+     */
+    public static void sparseBundleFfn(MemorySegment w, DType dt, int c, long stride, long downOffset, int n,
+                                       int[] rowStart, int[] rows, float[] bias, int biasOff, float[] x,
+                                       float[] out) {
+        for (int t = 0; t < n; t++) {
+            for (int k = rowStart[t]; k < rowStart[t + 1]; k++) {
+                int r = rows[k];
+                float s = 0f;
+                for (int j = 0; j < c; j++) {
+                    s += loadAt(w, dt, r * stride + (long) j * dt.bytes()) * x[t * c + j];
+                }
+                if (bias != null) {
+                    s += bias[biasOff + r];
+                }
+                float a = Math.max(s, 0f);
+                if (a != 0f) {
+                    for (int j = 0; j < c; j++) {
+                        out[t * c + j] += a * loadAt(w, dt, r * stride + downOffset + (long) j * dt.bytes());
+                    }
+                }
+            }
+        }
+    }
+
     public static void row(MemorySegment w, DType dt, int row, int c, float[] out) {
         long base = (long) row * c;
         for (int j = 0; j < c; j++) {

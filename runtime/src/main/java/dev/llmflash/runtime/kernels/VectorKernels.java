@@ -12,6 +12,7 @@ import jdk.incubator.vector.VectorSpecies;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.nio.ByteOrder;
+import java.util.Arrays;
 
 /**
  * Single-threaded Vector API primitives over weights stored row-major in a {@link MemorySegment}
@@ -63,6 +64,8 @@ public final class VectorKernels {
     static final int L = F.length();
     /** Rows converted per group in {@link #matmulAccumulateRows}: four from each quarter of the list. */
     static final int GROUP = 16;
+    /** Weight rows converted per panel in {@link #matmulRows} (a multiple of 4). */
+    static final int PANEL = 16;
 
     private static final ByteOrder LE = ByteOrder.LITTLE_ENDIAN;
     private static final ValueLayout.OfFloat F32_LE = ValueLayout.JAVA_FLOAT_UNALIGNED;
@@ -152,12 +155,14 @@ public final class VectorKernels {
         switch (dt) {
             case F32 -> {
                 for (int i = r0; i < end; i++) {
-                    dot4F32(w, i * rowBytes, stride, c, x, y, i, q);
+                    long o = i * rowBytes;
+                    dot4F32(w, o, o + stride, o + 2 * stride, o + 3 * stride, c, x, y, i, q);
                 }
             }
             case F16 -> {
                 for (int i = r0; i < end; i++) {
-                    if (!dot4F16(w, i * rowBytes, stride, c, x, xs, y, i, q)) {
+                    long o = i * rowBytes;
+                    if (!dot4F16(w, o, o + stride, o + 2 * stride, o + 3 * stride, c, x, xs, y, i, q)) {
                         for (int k = i; k < r0 + 4 * q; k += q) { // a weight is Inf/NaN: redo exactly
                             y[k] = dotF16(w, k * rowBytes, x, 0, c);
                         }
@@ -166,13 +171,55 @@ public final class VectorKernels {
             }
             case BF16 -> {
                 for (int i = r0; i < end; i++) {
-                    dot4Bf16(w, i * rowBytes, stride, c, x, xs, y, i, q);
+                    long o = i * rowBytes;
+                    dot4Bf16(w, o, o + stride, o + 2 * stride, o + 3 * stride, c, x, xs, y, i, q);
                 }
             }
             default -> throw unsupported(dt);
         }
         for (int i = r0 + 4 * q; i < r1; i++) {
             y[i] = dotAt(w, dt, i * rowBytes, x, 0, c);
+        }
+    }
+
+    /**
+     * y[k] = dot(W[rows[k], 0..c), x[0..c)) for k in [k0, k1): {@link #matvecRows} over a list of rows
+     * (any order, repeats allowed) instead of a range; row i of W starts at byte {@code i * rowBytes}.
+     * Four rows share each x load, rows k, k+q, k+2q, k+3q of the list as in {@link #accumulateRows}
+     * (a sorted dense list then reads four long streams), the {@code (k1 - k0) mod 4} last rows one at
+     * a time; an Inf/NaN f16 weight makes its four rows be redone exactly, as in matvecRows.
+     */
+    public static void gatherRows(MemorySegment w, DType dt, int c, long rowBytes, int[] rows, int k0, int k1,
+                                  float[] x, float[] xs, float[] y) {
+        int q = (k1 - k0) / 4;
+        int end = k0 + q;
+        switch (dt) {
+            case F32 -> {
+                for (int k = k0; k < end; k++) {
+                    dot4F32(w, rows[k] * rowBytes, rows[k + q] * rowBytes, rows[k + 2 * q] * rowBytes,
+                            rows[k + 3 * q] * rowBytes, c, x, y, k, q);
+                }
+            }
+            case F16 -> {
+                for (int k = k0; k < end; k++) {
+                    if (!dot4F16(w, rows[k] * rowBytes, rows[k + q] * rowBytes, rows[k + 2 * q] * rowBytes,
+                            rows[k + 3 * q] * rowBytes, c, x, xs, y, k, q)) {
+                        for (int u = k; u < k0 + 4 * q; u += q) { // a weight is Inf/NaN: redo exactly
+                            y[u] = dotF16(w, rows[u] * rowBytes, x, 0, c);
+                        }
+                    }
+                }
+            }
+            case BF16 -> {
+                for (int k = k0; k < end; k++) {
+                    dot4Bf16(w, rows[k] * rowBytes, rows[k + q] * rowBytes, rows[k + 2 * q] * rowBytes,
+                            rows[k + 3 * q] * rowBytes, c, x, xs, y, k, q);
+                }
+            }
+            default -> throw unsupported(dt);
+        }
+        for (int k = k0 + 4 * q; k < k1; k++) {
+            y[k] = dotAt(w, dt, rows[k] * rowBytes, x, 0, c);
         }
     }
 
@@ -250,38 +297,142 @@ public final class VectorKernels {
     /**
      * Y[t, i] = dot(W[i, 0..c), X[t, 0..c)) for i in [r0, r1) and every t in [0, n): X is n x c and Y
      * is n x r, both row-major; row i of W starts at byte {@code i * rowBytes} (as in
-     * {@link #matvecRows}). Four weight rows at a time are converted to f32 once into
-     * {@code scratch} (length >= 4 c) and then dotted with all n inputs, four inputs at a time (a 4 x 4
-     * tile: 8 loads feed 16 FMAs), so weights stream once and the loop is FMA-bound, not load-bound.
+     * {@link #matvecRows}). A panel of up to {@link #PANEL} weight rows at a time is converted to f32
+     * once into {@code scratch} (length >= PANEL c), then for every four inputs each four rows of the
+     * panel get the 4 x 4 tile (8 loads feed 16 FMAs), so weights stream once and the loop is
+     * FMA-bound, not load-bound. The panel is why X is read from memory once per PANEL rows instead of
+     * once per 4: with 4-row panels a prompt's X (n = 512: 4 MB at c = 2048, 16 MB at c = 8192) came
+     * from L3 or DRAM for every 4 rows, and the FFN down matmul (c = 8192) ran at 37% of the FMA peak
+     * against 57% for c = 2048 (2-core Zen 4); the four X rows of a step stay in L1/L2 over the panel.
      */
     public static void matmulRows(MemorySegment w, DType dt, int r, int c, long rowBytes, float[] x, int n,
                                   float[] y, int r0, int r1, float[] scratch) {
-        for (int i = r0; i < r1; i += 4) {
-            int rows = Math.min(4, r1 - i);
-            if (rows == 4) {
-                long o = i * rowBytes;
-                toF32x4(w, dt, o, o + rowBytes, o + 2 * rowBytes, o + 3 * rowBytes, scratch, 0, c);
-            } else {
-                for (int k = 0; k < rows; k++) {
-                    toF32At(w, dt, (i + k) * rowBytes, scratch, k * c, c);
+        for (int p = r0; p < r1; p += PANEL) {
+            int rows = Math.min(PANEL, r1 - p);
+            int quads = rows / 4;
+            for (int u = 0; u < quads; u++) {
+                long o = (p + 4L * u) * rowBytes;
+                toF32x4(w, dt, o, o + rowBytes, o + 2 * rowBytes, o + 3 * rowBytes, scratch, 4 * u * c, c);
+            }
+            for (int k = 4 * quads; k < rows; k++) {
+                toF32At(w, dt, (p + k) * rowBytes, scratch, k * c, c);
+            }
+            int t = 0;
+            for (; t + 4 <= n; t += 4) {
+                for (int u = 0; u < quads; u++) {
+                    dot4x4(scratch, 4 * u * c, c, x, t, y, r, p + 4 * u);
                 }
             }
-            if (rows == 4) {
-                int t = 0;
-                for (; t + 4 <= n; t += 4) {
-                    dot4x4(scratch, c, x, t, y, r, i);
+            for (; t < n; t++) {
+                for (int u = 0; u < quads; u++) {
+                    int b = 4 * u * c;
+                    dot4(scratch, b, b + c, b + 2 * c, b + 3 * c, c, x, t * c, y, t * r + p + 4 * u, 1);
                 }
-                for (; t < n; t++) {
-                    dot4(scratch, c, x, t * c, y, t * r + i);
-                }
-            } else {
-                for (int t = 0; t < n; t++) {
-                    for (int k = 0; k < rows; k++) {
-                        y[t * r + i + k] = VectorOps.dot(scratch, k * c, x, t * c, c);
-                    }
+            }
+            for (int k = 4 * quads; k < rows; k++) {
+                for (int tt = 0; tt < n; tt++) {
+                    y[tt * r + p + k] = VectorOps.dot(scratch, k * c, x, tt * c, c);
                 }
             }
         }
+    }
+
+    // ---------------------------------------------------------------- flash FFN over one bundle block
+
+    /**
+     * The sparse FFN of tokens [t0, t1) over a block already converted to f32: row r's up row at
+     * {@code block[r 2c ..]}, its down column right after it at {@code block[r 2c + c ..]}. For each
+     * token t and its rows k in [rowStart[t], rowStart[t + 1]): a = relu(dot(up(rows[k]), X[t]) + bias),
+     * then Y[t] += a down(rows[k]) over the rows with a != 0 (a zero a is skipped, not multiplied:
+     * 0 * Inf would be NaN). The dots go four rows at a time sharing each x load; the rows that survive
+     * the ReLU are gathered and added four per pass over Y[t] ({@link #axpy4}), the rest singly.
+     * {@code a} and {@code pick} are indexed like {@code rows} (each token uses only its own range, so
+     * tokens on different threads share them).
+     */
+    public static void bundleConverted(float[] block, int c, int t0, int t1, int[] rowStart, int[] rows,
+                                       float[] bias, int biasOff, float[] x, float[] y, float[] a, int[] pick) {
+        int c2 = 2 * c;
+        for (int t = t0; t < t1; t++) {
+            int k0 = rowStart[t];
+            int k1 = rowStart[t + 1];
+            int xo = t * c;
+            int k = k0;
+            for (; k + 4 <= k1; k += 4) {
+                dot4(block, rows[k] * c2, rows[k + 1] * c2, rows[k + 2] * c2, rows[k + 3] * c2, c, x, xo, a, k, 1);
+            }
+            for (; k < k1; k++) {
+                a[k] = VectorOps.dot(block, rows[k] * c2, x, xo, c);
+            }
+            int m = relu(rows, k0, k1, bias, biasOff, a, pick);
+            int p = k0;
+            for (; p + 4 <= m; p += 4) {
+                axpy4(a[p], a[p + 1], a[p + 2], a[p + 3], block, pick[p] * c2 + c, pick[p + 1] * c2 + c,
+                        pick[p + 2] * c2 + c, pick[p + 3] * c2 + c, c, y, xo);
+            }
+            for (; p < m; p++) {
+                VectorOps.axpy(a[p], block, pick[p] * c2 + c, y, xo, c);
+            }
+        }
+    }
+
+    /**
+     * {@link #bundleConverted} reading the weights in their stored dtype instead: up rows at byte
+     * {@code r rowBytes} of {@code up}, down columns at byte {@code r rowBytes} of {@code down}; for
+     * blocks whose rows few tokens share, where converting a row costs more than it saves. Per token:
+     * X[t] is copied to {@code xt} and split to {@code xs} ({@link #splitPairs}), the dots are
+     * {@link #gatherRows}, the sum {@link #accumulateRows} over the surviving rows (16-bit: into
+     * {@code acc} in split order, then {@link #addSplit}; an Inf/NaN f16 weight: redone exactly with
+     * {@link #accumulateRowsExact} and {@code tmp}). Scratch arrays: c floats each.
+     */
+    public static void bundleDirect(MemorySegment up, MemorySegment down, DType dt, int c, long rowBytes, int t0,
+                                    int t1, int[] rowStart, int[] rows, float[] bias, int biasOff, float[] x,
+                                    float[] y, float[] a, int[] pick, float[] xt, float[] xs, float[] acc,
+                                    float[] tmp) {
+        for (int t = t0; t < t1; t++) {
+            int k0 = rowStart[t];
+            int k1 = rowStart[t + 1];
+            if (k0 == k1) {
+                continue;
+            }
+            int xo = t * c;
+            System.arraycopy(x, xo, xt, 0, c);
+            if (dt != DType.F32) {
+                splitPairs(xt, c, xs);
+            }
+            gatherRows(up, dt, c, rowBytes, rows, k0, k1, xt, xs, a);
+            int m = relu(rows, k0, k1, bias, biasOff, a, pick);
+            if (m == k0) {
+                continue;
+            }
+            if (dt == DType.F32) {
+                accumulateRows(down, dt, rowBytes, pick, a, k0, m, 0, c, y, xo);
+                continue;
+            }
+            Arrays.fill(acc, 0, c, 0f);
+            if (accumulateRows(down, dt, rowBytes, pick, a, k0, m, 0, c, acc, 0)) {
+                addSplit(dt, acc, 0, y, xo, c);
+            } else {
+                accumulateRowsExact(down, dt, rowBytes, pick, a, k0, m, c, y, xo, tmp);
+            }
+        }
+    }
+
+    /**
+     * a[k] = max(a[k] + bias[biasOff + rows[k]], 0) (bias null: none; Math.max keeps a NaN), then the
+     * k in [k0, k1) with a non-zero result are packed to the front: a[k0 .. m) their values,
+     * pick[k0 .. m) their rows, in order. Returns m.
+     */
+    private static int relu(int[] rows, int k0, int k1, float[] bias, int biasOff, float[] a, int[] pick) {
+        int m = k0;
+        for (int k = k0; k < k1; k++) {
+            float v = bias == null ? a[k] : a[k] + bias[biasOff + rows[k]];
+            v = Math.max(v, 0f);
+            if (v != 0f) {
+                a[m] = v;
+                pick[m++] = rows[k];
+            }
+        }
+        return m;
     }
 
     // ---------------------------------------------------------------- transposed: weighted sums of rows
@@ -820,15 +971,13 @@ public final class VectorKernels {
 
     // ---------------------------------------------------------------- four rows: y[i + k q], k = 0..3
 
-    /** Rows at byte offsets off + k stride (k = 0..3) into y[i + k q]: f32 weights, natural-order x. */
-    private static void dot4F32(MemorySegment w, long off, long stride, int c, float[] x, float[] y, int i, int q) {
+    /** The rows at byte offsets off, o1, o2, o3 into y[i + k q] (k = 0..3): f32 weights, natural-order x. */
+    private static void dot4F32(MemorySegment w, long off, long o1, long o2, long o3, int c, float[] x, float[] y,
+                                int i, int q) {
         FloatVector a0 = FloatVector.zero(F);
         FloatVector a1 = FloatVector.zero(F);
         FloatVector a2 = FloatVector.zero(F);
         FloatVector a3 = FloatVector.zero(F);
-        long o1 = off + stride;
-        long o2 = o1 + stride;
-        long o3 = o2 + stride;
         int j = 0;
         for (int bound = F.loopBound(c); j < bound; j += L) {
             FloatVector xv = FloatVector.fromArray(F, x, j);
@@ -861,16 +1010,13 @@ public final class VectorKernels {
      * and the e = 31 flag; tail columns use x). Returns false,
      * leaving y unspecified, if a weight is Inf or NaN.
      */
-    private static boolean dot4F16(MemorySegment w, long off, long stride, int c, float[] x, float[] xs,
-                                   float[] y, int i, int q) {
+    private static boolean dot4F16(MemorySegment w, long off, long o1, long o2, long o3, int c, float[] x,
+                                   float[] xs, float[] y, int i, int q) {
         FloatVector a0 = FloatVector.zero(F);
         FloatVector a1 = FloatVector.zero(F);
         FloatVector a2 = FloatVector.zero(F);
         FloatVector a3 = FloatVector.zero(F);
         IntVector special = IntVector.zero(I);
-        long o1 = off + stride;
-        long o2 = o1 + stride;
-        long o3 = o2 + stride;
         int j = 0;
         for (int bound = c - c % (2 * L); j < bound; j += 2 * L) {
             FloatVector xe = FloatVector.fromArray(F, xs, j);
@@ -929,15 +1075,12 @@ public final class VectorKernels {
      * body is so small that C2 unrolls it on its own when the profiled trip count is long, and that
      * version read DRAM up to 1.5x slower (measured, 4096 columns); the larger body is left alone.
      */
-    private static void dot4Bf16(MemorySegment w, long off, long stride, int c, float[] x, float[] xs,
-                                 float[] y, int i, int q) {
+    private static void dot4Bf16(MemorySegment w, long off, long o1, long o2, long o3, int c, float[] x,
+                                 float[] xs, float[] y, int i, int q) {
         FloatVector a0 = FloatVector.zero(F);
         FloatVector a1 = FloatVector.zero(F);
         FloatVector a2 = FloatVector.zero(F);
         FloatVector a3 = FloatVector.zero(F);
-        long o1 = off + stride;
-        long o2 = o1 + stride;
-        long o3 = o2 + stride;
         int j = 0;
         for (int bound = c - 4 * L; j <= bound; j += 4 * L) {
             FloatVector xe = FloatVector.fromArray(F, xs, j);
@@ -1008,10 +1151,10 @@ public final class VectorKernels {
     }
 
     /**
-     * The 4 x 4 matmul tile: Y[t + m, i + k] = dot(w[k c .. (k+1) c), X[t + m]) for k, m in 0..4, with
-     * w four f32 rows in an array and Y n x r. Accumulator a{k}{m} holds row k times input m.
+     * The 4 x 4 matmul tile: Y[t + m, i + k] = dot(w[wb + k c ..][0..c), X[t + m]) for k, m in 0..4, with
+     * w four f32 rows in an array from wb on and Y n x r. Accumulator a{k}{m} holds row k times input m.
      */
-    private static void dot4x4(float[] w, int c, float[] x, int t, float[] y, int r, int i) {
+    private static void dot4x4(float[] w, int wb, int c, float[] x, int t, float[] y, int r, int i) {
         FloatVector a00 = FloatVector.zero(F);
         FloatVector a01 = a00;
         FloatVector a02 = a00;
@@ -1034,10 +1177,10 @@ public final class VectorKernels {
         int x3 = x2 + c;
         int j = 0;
         for (int bound = F.loopBound(c); j < bound; j += L) {
-            FloatVector w0 = FloatVector.fromArray(F, w, j);
-            FloatVector w1 = FloatVector.fromArray(F, w, c + j);
-            FloatVector w2 = FloatVector.fromArray(F, w, 2 * c + j);
-            FloatVector w3 = FloatVector.fromArray(F, w, 3 * c + j);
+            FloatVector w0 = FloatVector.fromArray(F, w, wb + j);
+            FloatVector w1 = FloatVector.fromArray(F, w, wb + c + j);
+            FloatVector w2 = FloatVector.fromArray(F, w, wb + 2 * c + j);
+            FloatVector w3 = FloatVector.fromArray(F, w, wb + 3 * c + j);
             FloatVector v = FloatVector.fromArray(F, x, x0 + j);
             a00 = w0.fma(v, a00);
             a10 = w1.fma(v, a10);
@@ -1073,15 +1216,19 @@ public final class VectorKernels {
                 float acc = s[4 * k + m];
                 int xo = x0 + m * c;
                 for (int jj = j; jj < c; jj++) {
-                    acc += w[k * c + jj] * x[xo + jj];
+                    acc += w[wb + k * c + jj] * x[xo + jj];
                 }
                 y[(t + m) * r + i + k] = acc;
             }
         }
     }
 
-    /** y[yOff + k] = dot(w[k c .. (k+1) c), x[xOff .. xOff+c)) for k in 0..4 (f32 rows in an array). */
-    private static void dot4(float[] w, int c, float[] x, int xOff, float[] y, int yOff) {
+    /**
+     * y[yOff + k step] = dot(w[w_k .. w_k + c), x[xOff .. xOff+c)) for k in 0..4, w_k = w0..w3: four f32
+     * rows anywhere in an array share each x load.
+     */
+    private static void dot4(float[] w, int w0, int w1, int w2, int w3, int c, float[] x, int xOff, float[] y,
+                             int yOff, int step) {
         FloatVector a0 = FloatVector.zero(F);
         FloatVector a1 = FloatVector.zero(F);
         FloatVector a2 = FloatVector.zero(F);
@@ -1089,10 +1236,10 @@ public final class VectorKernels {
         int j = 0;
         for (int bound = F.loopBound(c); j < bound; j += L) {
             FloatVector xv = FloatVector.fromArray(F, x, xOff + j);
-            a0 = FloatVector.fromArray(F, w, j).fma(xv, a0);
-            a1 = FloatVector.fromArray(F, w, c + j).fma(xv, a1);
-            a2 = FloatVector.fromArray(F, w, 2 * c + j).fma(xv, a2);
-            a3 = FloatVector.fromArray(F, w, 3 * c + j).fma(xv, a3);
+            a0 = FloatVector.fromArray(F, w, w0 + j).fma(xv, a0);
+            a1 = FloatVector.fromArray(F, w, w1 + j).fma(xv, a1);
+            a2 = FloatVector.fromArray(F, w, w2 + j).fma(xv, a2);
+            a3 = FloatVector.fromArray(F, w, w3 + j).fma(xv, a3);
         }
         float s0 = a0.reduceLanes(VectorOperators.ADD);
         float s1 = a1.reduceLanes(VectorOperators.ADD);
@@ -1100,14 +1247,14 @@ public final class VectorKernels {
         float s3 = a3.reduceLanes(VectorOperators.ADD);
         for (; j < c; j++) {
             float xj = x[xOff + j];
-            s0 += w[j] * xj;
-            s1 += w[c + j] * xj;
-            s2 += w[2 * c + j] * xj;
-            s3 += w[3 * c + j] * xj;
+            s0 += w[w0 + j] * xj;
+            s1 += w[w1 + j] * xj;
+            s2 += w[w2 + j] * xj;
+            s3 += w[w3 + j] * xj;
         }
         y[yOff] = s0;
-        y[yOff + 1] = s1;
-        y[yOff + 2] = s2;
-        y[yOff + 3] = s3;
+        y[yOff + step] = s1;
+        y[yOff + 2 * step] = s2;
+        y[yOff + 3 * step] = s3;
     }
 }
