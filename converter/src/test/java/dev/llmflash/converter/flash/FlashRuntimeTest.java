@@ -340,4 +340,120 @@ class FlashRuntimeTest {
             assertTrue(report.table().contains("flash"), report.table());
         }
     }
+
+    /** The first {@code n} tokens of dev.txt in the bundle's tokenizer (BOS first). */
+    static int[] devTokens(Path bundle, int n) throws IOException {
+        String text = Files.readString(TestData.reference("dev.txt"));
+        int[] ids = dev.llmflash.runtime.tokenizer.BpeTokenizer.fromModelDir(bundle).encodeWithBos(text);
+        assertTrue(ids.length >= n, "dev.txt has " + ids.length + " tokens");
+        return java.util.Arrays.copyOf(ids, n);
+    }
+
+    /**
+     * Layer-major flash prefill against token-by-token flash at the same budget: at least {@code share} of
+     * the positions within max |diff| <= 1e-4 x max |logit|; the same 12-token greedy continuation; and the
+     * prompt's FFN reads at most 1.5 x ffn.bin (the union read once, not per token). Returns the prompt's
+     * bytes read.
+     */
+    static long assertPrefillEqualsTokenByToken(Path b, Options o, int[] ids, Kernels kernels, String what, double share) {
+        int n = ids.length, vocab, gen = 12;
+        float[] layerMajor;
+        int[] greedyA, greedyB = new int[gen];
+        long promptBytes, ffnBytes;
+        try (FlashRuntime rt = FlashRuntime.open(b, o); LanguageModel m = Models.open(b, kernels, rt.wrapper())) {
+            vocab = m.config().vocabSize();
+            ffnBytes = rt.geometry().fileSize();
+            layerMajor = new float[n * vocab];
+            FlashMetrics.Totals t0 = rt.metrics().snapshot();
+            m.forward(m.newState(n + gen), ids, n, true, layerMajor);
+            FlashMetrics.Totals p = rt.metrics().snapshot().minus(t0);
+            promptBytes = p.bytesRequested();
+            assertEquals((long) n * rt.geometry().layers(), p.layerSteps(), what + ": one layer step per prompt token and layer");
+        }
+        try (FlashRuntime rt = FlashRuntime.open(b, o); LanguageModel m = Models.open(b, kernels, rt.wrapper())) {
+            greedyA = new Generator(m).generate(ids, gen, SamplingOptions.greedy(), null, false).generatedIds();
+        }
+        try (FlashRuntime rt = FlashRuntime.open(b, o); LanguageModel m = Models.open(b, kernels, rt.wrapper())) {
+            LanguageModel.State st = m.newState(n + gen);
+            float[] one = new float[vocab];
+            double worst = 0;
+            int over = 0;
+            for (int t = 0; t < n; t++) {
+                m.forward(st, new int[]{ids[t]}, 1, false, one);
+                float maxLogit = 0, maxDiff = 0;
+                for (int v = 0; v < vocab; v++) {
+                    maxLogit = Math.max(maxLogit, Math.abs(one[v]));
+                    maxDiff = Math.max(maxDiff, Math.abs(one[v] - layerMajor[t * vocab + v]));
+                }
+                worst = Math.max(worst, maxDiff / maxLogit);
+                over += maxDiff > 1e-4 * maxLogit ? 1 : 0;
+            }
+            assertTrue(over <= (1 - share) * n && (share == 0 || worst <= 3e-4), what + ": " + over + " of " + n
+                    + " positions differ by more than 1e-4 x max |logit| (worst " + worst + ")");
+            for (int k = 0; k < gen; k++) {
+                greedyB[k] = dev.llmflash.runtime.generate.Sampler.argmax(one, vocab);
+                m.forward(st, new int[]{greedyB[k]}, 1, false, one);
+            }
+        }
+        assertArrayEquals(greedyB, greedyA, what + ": greedy continuation, layer-major prompt vs token by token");
+        assertTrue(promptBytes <= 1.5 * ffnBytes, what + ": the prompt read " + promptBytes + " bytes, ffn.bin is " + ffnBytes);
+        return promptBytes;
+    }
+
+    /**
+     * A 520-token prompt: with the oracle (continuous choices) and an f32 KV cache, 98% of the positions are
+     * within 1e-4 x max |logit| of token-by-token flash and all within 3e-4 (the dense model's own batched
+     * vs one-token summation order differs by up to 2.3e-4 here), at no budget, at the least budget the
+     * plan accepts and with the union read randomly. With these random predictors (a threshold on a
+     * random score: a neuron at the edge is chosen on one side only when the summation order moves its
+     * score by an ulp) and the default f16 KV cache, the greedy continuation is identical and the prompt
+     * is read once; the trained predictors' logits are held to the bound in PredictorPipelineTest.
+     */
+    @ParameterizedTest
+    @ValueSource(strings = {"opt-mini", "falcon-mini-relu"})
+    void aLongPromptGoesLayerMajorWithTheTokenByTokenLogits(String name) throws IOException {
+        Path b = withPredictors(name, name + "-prefill");
+        int[] ids = devTokens(b, 520);
+        Options oracle = oracle(ids.length + 12).withKvType(dev.llmflash.formats.tensor.DType.F32);
+        long tight = minimumBudget(b, oracle);
+        for (Options opt : List.of(oracle, oracle.withBudget(new FlashRuntime.Budget(tight, -1)),
+                oracle.withPrefill(dev.llmflash.runtime.flash.FlashFfn.PrefillPlan.Policy.RANDOM))) {
+            assertPrefillEqualsTokenByToken(b, opt, ids, kernels, name + " oracle " + opt.budget() + " " + opt.prefill(), 0.98);
+        }
+        Options o = Options.of(Mode.FLASH, ids.length + 12).withIoThreads(4);
+        for (Options opt : List.of(o, o.withWindow(2))) {
+            assertPrefillEqualsTokenByToken(b, opt, ids, kernels, name + " predictors window " + opt.window(), 0);
+        }
+    }
+
+    /** The budget a refusal names as the least that works (asked with 1 MiB). */
+    static long minimumBudget(Path b, Options o) {
+        LlmflashException e = assertThrows(LlmflashException.class,
+                () -> FlashRuntime.open(b, o.withBudget(FlashRuntime.Budget.parse("1M"))).close());
+        String min = e.getMessage().substring(e.getMessage().lastIndexOf("at least ") + 9).trim().split("[ ,]")[0];
+        return FlashRuntime.Budget.parse(min).bytes();
+    }
+
+    @Test
+    void aRequestTooLongForTheBudgetIsRefusedWithTheTokensThatFit() throws IOException {
+        Path b = withPredictors("opt-mini", "opt-mini-refuse");
+        Options o = Options.of(Mode.FLASH, 1000).withIoThreads(4).withSynthetic(new dev.llmflash.runtime.flash.SyntheticActivity.Params(0.1, 0.02, 5, 1), 0);
+        long min = minimumBudget(b, o);
+        // Just below what 1000 tokens need: the KV cache of fewer tokens fits.
+        Options tight = o.withBudget(new FlashRuntime.Budget(min - (1 << 16), -1));
+        LlmflashException e = assertThrows(LlmflashException.class, () -> FlashRuntime.open(b, tight).close());
+        assertEquals(1, e.getMessage().lines().count(), e.getMessage());
+        String msg = e.getMessage();
+        assertTrue(msg.contains("or ask for at most "), msg);
+        int fit = Integer.parseInt(msg.substring(msg.indexOf("at most ") + 8).split(" ")[0]);
+        assertTrue(fit > 1 && fit < 1000, msg);
+        Options shorter = new Options(Mode.FLASH, tight.budget(), -1, 4, true, FlashRuntime.Selector.SYNTHETIC, fit, tight.synthetic(), 0,
+                tight.kvType(), tight.prefill(), tight.lookahead(), tight.lookaheadRecall());
+        try (FlashRuntime rt = FlashRuntime.open(b, shorter)) {
+            assertTrue(rt.memory().total() <= rt.budgetBytes(), rt.memory() + " within " + rt.budgetBytes());
+            for (int rows : rt.cacheRows()) {
+                assertTrue(rows >= Math.ceil(0.1 * rt.geometry().dFfn() * 1.25), "every layer's cache holds its predicted set: " + rows);
+            }
+        }
+    }
 }
