@@ -25,9 +25,9 @@ for m in opt-mini falcon-mini-relu; do
     def pct: if . == null then "-" else (. * 10000 | round / 100 | tostring) + "%" end;
     .training as $t
     | ($t.lookahead_layers | map({key: (.layer | tostring), value: .}) | from_entries) as $la
-    | "layer | own | own recall | own pred. dens. | true dens. | look-ahead | la. recall | la. precision | la. pred. dens.",
-      "---|---|---|---|---|---|---|---|---",
+    | "layer | own | own recall | own precision | own pred. dens. | true dens. | look-ahead | la. recall | la. precision | la. pred. dens.",
+      "---|---|---|---|---|---|---|---|---|---",
       ($t.layers[] | . as $o | ($la[$o.layer | tostring]) as $a
-        | "\($o.layer) | \(if $o.dense then "dense" else "pred" end) | \($o.recall | pct) | \($o.predicted_density | pct) | \($o.true_density | pct) | \(if $a == null then "-" elif $a.stored then "pred" else "too dense" end) | \($a.recall | pct) | \($a.precision | pct) | \($a.predicted_density | pct)")
+        | "\($o.layer) | \(if $o.dense then "dense" else "pred" end) | \($o.recall | pct) | \($o.precision | pct) | \($o.predicted_density | pct) | \($o.true_density | pct) | \(if $a == null then "-" elif $a.stored then "pred" else "too dense" end) | \($a.recall | pct) | \($a.precision | pct) | \($a.predicted_density | pct)")
   ' "$b/predictors.json"
 done
