@@ -17,7 +17,11 @@ import java.util.concurrent.Callable;
         description = {"Fit a low-rank activity predictor per layer (d -> r -> d_ffn, sigmoid; balanced loss, Adam) from a"
                 + " recording, choose each layer's threshold on held-out tokens for --recall, and write the predictors into the"
                 + " bundle. A layer whose predicted density would exceed 50%% is marked dense.",
-                "Reports per layer: true and predicted density, recall, precision, parameters as %% of the FFN, time."})
+                "Also trains, unless --no-lookahead, a look-ahead predictor per layer l >= 1 that is not dense: it reads layer l-1's"
+                + " FFN input and predicts layer l's neurons (for prefetching layer l while layer l-1 computes), with the same"
+                + " rank, loss and --recall; none is stored where it would exceed 50%%.",
+                "Reports per layer: true and predicted density, recall, precision, parameters as %% of the FFN, time; then the"
+                + " look-ahead's (targeting that layer) recall, precision and predicted density on the held-out tokens."})
 final class TrainPredictorCommand implements Callable<Integer> {
     @CommandLine.Spec
     CommandLine.Model.CommandSpec spec;
@@ -55,6 +59,9 @@ final class TrainPredictorCommand implements Callable<Integer> {
     @Option(names = "--threads", paramLabel = "N", description = "Compute threads (default: ${DEFAULT-VALUE}).")
     int threads = Runtime.getRuntime().availableProcessors();
 
+    @Option(names = "--no-lookahead", description = "Do not train the look-ahead predictors (layer l-1's input -> layer l's neurons).")
+    boolean noLookahead;
+
     @Option(names = "--verbose", description = "Print stack traces on errors.")
     boolean verbose;
 
@@ -64,18 +71,28 @@ final class TrainPredictorCommand implements Callable<Integer> {
         TrainOptions base = new TrainOptions(rank, epochs, d.batch(), learningRate, seed, recall, d.validationFraction(),
                 d.maxDensityForPrediction(), threads);
         PrintWriter out = spec.commandLine().getOut();
-        out.printf("%-6s %-6s %5s %9s %12s %12s %8s %9s %10s %8s%n", "layer", "kind", "rank", "threshold", "true dens.",
-                "pred. dens.", "recall", "precision", "params/FFN", "seconds");
+        boolean ahead = !noLookahead;
+        out.printf("%-6s %-6s %5s %9s %12s %12s %8s %9s %10s %8s%s%n", "layer", "kind", "rank", "threshold", "true dens.",
+                "pred. dens.", "recall", "precision", "params/FFN", "seconds",
+                ahead ? String.format("  %-6s %9s %9s %11s", "ahead", "la.recall", "la.prec.", "la.density") : "");
         out.flush();
         long t0 = System.nanoTime();
-        List<LayerReport> reports = TrainPredictors.train(new TrainPredictors.Options(model, activations, rank, rankLast, lastLayers, maxShare, base),
-                r -> {
-                    out.printf(Locale.ROOT, "%-6d %-6s %5d %9.3f %11.2f%% %11.2f%% %7.2f%% %8.2f%% %9.2f%% %8.1f%n", r.layer(),
+        List<TrainPredictors.LayerOutcome> outcomes = TrainPredictors.trainAll(
+                new TrainPredictors.Options(model, activations, rank, rankLast, lastLayers, maxShare, base, ahead),
+                o -> {
+                    LayerReport r = o.own();
+                    LayerReport a = o.lookahead();
+                    String la = !ahead ? ""
+                            : a == null ? String.format("  %-6s %9s %9s %11s", "-", "-", "-", "-")
+                            : String.format(Locale.ROOT, "  %-6s %8.2f%% %8.2f%% %10.2f%%", a.dense() ? "dense" : "pred",
+                                    100 * a.recall(), 100 * a.precision(), 100 * a.predictedDensity());
+                    out.printf(Locale.ROOT, "%-6d %-6s %5d %9.3f %11.2f%% %11.2f%% %7.2f%% %8.2f%% %9.2f%% %8.1f%s%n", r.layer(),
                             r.dense() ? "dense" : "pred", r.rank(), r.threshold(), 100 * r.trueDensity(), 100 * r.predictedDensity(),
-                            100 * r.recall(), 100 * r.precision(), 100 * r.parameterShareOfFfn(), r.seconds());
+                            100 * r.recall(), 100 * r.precision(), 100 * r.parameterShareOfFfn(), r.seconds(), la);
                     out.flush();
                 });
-        long params = reports.stream().mapToLong(LayerReport::parameters).sum();
+        long params = outcomes.stream().mapToLong(o -> o.own().parameters()
+                + (o.lookahead() == null ? 0 : o.lookahead().parameters())).sum();
         out.printf(Locale.ROOT, "wrote predictors into %s (%,d parameters, %.1f s)%n", model, params, (System.nanoTime() - t0) / 1e9);
         return 0;
     }

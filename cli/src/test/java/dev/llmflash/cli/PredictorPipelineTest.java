@@ -3,6 +3,10 @@ package dev.llmflash.cli;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.llmflash.formats.activations.ActivationReader;
+import dev.llmflash.formats.bundle.Bundle;
+import dev.llmflash.formats.predictor.LayerPredictor;
+import dev.llmflash.formats.predictor.PredictorFile;
+import dev.llmflash.formats.predictor.Predictors;
 import dev.llmflash.formats.testing.TestData;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
@@ -17,7 +21,10 @@ import java.nio.file.StandardCopyOption;
 import java.nio.file.StandardOpenOption;
 import java.util.stream.Stream;
 
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
@@ -127,6 +134,133 @@ class PredictorPipelineTest {
         CliTest.Run bad = CliTest.run("bench", "--model", bundle.toString(), "--memory", "16M", "--methods", "fast");
         assertEquals(Main.EXIT_ERROR, bad.code());
         assertTrue(bad.err().contains("unknown method"), bad.err());
+    }
+
+    /**
+     * The look-ahead predictors (layer l-1's input -> layer l's neurons): trained for every predicted
+     * layer l >= 1, at the --recall target on the held-out tokens; stored ones keep that recall on
+     * positions of another text (dev.txt) they never saw.
+     */
+    @Test
+    void lookaheadPredictorsTargetEveryPredictedLayerAndGeneralize() throws IOException {
+        String fp;
+        int layers;
+        try (Bundle b = Bundle.open(bundle)) {
+            fp = b.manifest().fingerprint();
+            layers = b.config().numLayers();
+        }
+        Predictors p = PredictorFile.read(bundle, fp);
+        JsonNode info = new ObjectMapper().readTree(bundle.resolve("predictors.json").toFile()).get("training");
+        JsonNode ahead = info.get("lookahead_layers");
+        int at = 0;
+        for (int l = 1; l < layers; l++) {
+            if (p.layer(l).dense()) {
+                assertNull(p.lookahead(l - 1), "target layer " + l + " is dense: no look-ahead");
+                continue;
+            }
+            JsonNode a = ahead.get(at++);
+            assertEquals(l, a.get("layer").asInt(), ahead.toString());
+            assertTrue(a.get("recall").asDouble() >= 0.985, "held-out recall " + a);
+            assertEquals(a.get("stored").asBoolean(), p.lookahead(l - 1) != null, a.toString());
+            if (p.lookahead(l - 1) != null) {
+                assertEquals(l, p.lookahead(l - 1).layer());
+                assertTrue(a.get("predicted_density").asDouble() <= 0.5, a.toString());
+            }
+        }
+        assertEquals(at, ahead.size(), ahead.toString());
+        assertNull(p.lookahead(layers - 1));
+        assertTrue(p.hasLookahead());
+
+        Path fresh = tmp.resolve("dev.acts");
+        assertEquals(0, CliTest.run("record", "--model", bundle.toString(), "--text", dev.toString(), "--tokens", "2048",
+                "--output", fresh.toString()).code());
+        ActivationReader acts = ActivationReader.open(fresh);
+        int stored = 0;
+        for (int l = 0; l + 1 < layers; l++) {
+            LayerPredictor la = p.lookahead(l);
+            if (la == null) {
+                continue;
+            }
+            stored++;
+            double recall = recall(la, acts.load(l), acts.load(l + 1));
+            System.out.printf("look-ahead layer %d -> %d: dev recall %.4f%n", l, l + 1, recall);
+            assertTrue(recall >= 0.95, "look-ahead " + l + " -> " + (l + 1) + ": recall on dev " + recall);
+        }
+        assertTrue(stored >= 2, "stored look-aheads: " + stored);
+    }
+
+    /** Recall of {@code p} reading {@code in}'s inputs against {@code target}'s labels at the same positions. */
+    private static double recall(LayerPredictor p, ActivationReader.LayerData in, ActivationReader.LayerData target) {
+        int d = p.inputs(), f = p.neurons(), r = p.rank();
+        long positives = 0, kept = 0;
+        double[] h = new double[r];
+        for (int t = 0; t < in.tokens(); t++) {
+            for (int k = 0; k < r; k++) {
+                double s = 0;
+                for (int j = 0; j < d; j++) {
+                    s += p.a()[k * d + j] * in.x()[t * d + j];
+                }
+                h[k] = s;
+            }
+            for (int i = 0; i < f; i++) {
+                if (!target.label(t, i)) {
+                    continue;
+                }
+                positives++;
+                double z = p.c()[i];
+                for (int k = 0; k < r; k++) {
+                    z += p.b()[i * r + k] * h[k];
+                }
+                if (1 / (1 + Math.exp(-z)) > p.threshold()) {
+                    kept++;
+                }
+            }
+        }
+        return (double) kept / positives;
+    }
+
+    /** Own and look-ahead predictors are bit for bit the same trained on 1 or 2 threads. */
+    @Test
+    void trainingIsBitIdenticalOnOneAndTwoThreads() throws IOException {
+        byte[][] bins = new byte[2][];
+        for (int threads = 1; threads <= 2; threads++) {
+            Path copy = tmp.resolve("threads-" + threads + ".bundle");
+            Files.createDirectories(copy);
+            try (Stream<Path> s = Files.list(bundle)) {
+                for (Path f : s.toList()) {
+                    Files.copy(f, copy.resolve(f.getFileName()));
+                }
+            }
+            CliTest.Run t = CliTest.run("train-predictor", "--model", copy.toString(), "--activations", acts.toString(),
+                    "--epochs", "1", "--rank", "16", "--rank-last", "16", "--recall", "0.95", "--threads", String.valueOf(threads));
+            assertEquals(0, t.code(), t.err());
+            assertTrue(t.out().contains("la.recall"), t.out());
+            bins[threads - 1] = Files.readAllBytes(copy.resolve("predictors.bin"));
+            try (Bundle b = Bundle.open(copy)) {
+                assertTrue(PredictorFile.read(copy, b.manifest().fingerprint()).hasLookahead(), t.out());
+            }
+        }
+        assertArrayEquals(bins[0], bins[1]);
+    }
+
+    @Test
+    void noLookaheadTrainsOnlyTheOwnPredictors() throws IOException {
+        Path copy = tmp.resolve("no-lookahead.bundle");
+        Files.createDirectories(copy);
+        try (Stream<Path> s = Files.list(bundle)) {
+            for (Path f : s.toList()) {
+                Files.copy(f, copy.resolve(f.getFileName()));
+            }
+        }
+        CliTest.Run t = CliTest.run("train-predictor", "--model", copy.toString(), "--activations", acts.toString(),
+                "--epochs", "1", "--rank", "8", "--rank-last", "8", "--no-lookahead");
+        assertEquals(0, t.code(), t.err());
+        assertFalse(t.out().contains("la.recall"), t.out());
+        try (Bundle b = Bundle.open(copy)) {
+            Predictors p = PredictorFile.read(copy, b.manifest().fingerprint());
+            assertTrue(p.lookaheads().isEmpty());
+            assertFalse(p.hasLookahead());
+        }
     }
 
     @Test

@@ -4,11 +4,14 @@ package dev.llmflash.formats.predictor;
  * One layer's activity predictor (the paper's technique 1): a low-rank network
  * {@code p = sigmoid(B (A x) + c)} over the layer's FFN input x (d), predicting for each of the f
  * neurons whether its ReLU fires; neuron i is predicted active when {@code p_i > threshold}.
+ * A look-ahead predictor has the same shape but reads the previous layer's FFN input.
  * A layer whose predicted density would be too high is marked {@code dense}: the runtime then loads
  * all its neurons and the matrices are absent.
  * Legend: d = model width, f = neurons, r = rank.
  *
- * @param layer     the layer index
+ * @param layer     the layer whose neurons it predicts: for a layer's own predictor that layer; for a
+ *                  look-ahead predictor ({@link Predictors#lookahead(int)}, reading layer l's input) the
+ *                  TARGET layer l+1
  * @param dense     true: no predictor, every neuron is computed (a, b, c are empty)
  * @param rank      r (0 when dense)
  * @param threshold decision threshold on the sigmoid output, in (0, 1)
