@@ -120,6 +120,16 @@ final class BenchCommand implements Callable<Integer> {
     @Option(names = "--threads", paramLabel = "N", description = "Compute threads (default: ${DEFAULT-VALUE}).")
     int threads = Runtime.getRuntime().availableProcessors();
 
+    @Option(names = "--kv-dtype", paramLabel = "TYPE", description = "KV cache elements, f16 | f32 (default: ${DEFAULT-VALUE}).")
+    String kvDtype = "f16";
+
+    @Option(names = "--no-lookahead", description = "Flash methods: no look-ahead prefetch of the next layer's neurons.")
+    boolean noLookahead;
+
+    @Option(names = "--lookahead-recall", paramLabel = "X", description = "Synthetic activity: the share of the next layer's set the look-ahead "
+            + "predicts (default: ${DEFAULT-VALUE}, below the 0.975-0.986 measured on opt-mini's dev text).")
+    double lookaheadRecall = FlashRuntime.DEFAULT_LOOKAHEAD_RECALL;
+
     @Option(names = "--isolate", description = "Run each method in its own JVM, so that each gets its own peak resident set.")
     boolean isolate;
 
@@ -294,7 +304,8 @@ final class BenchCommand implements Callable<Integer> {
         } else {
             FlashRuntime.Options ro = o.runtimeOptions(ids.length + steps);
             if (activity.equals("synthetic") && ro.mode() == FlashRuntime.Mode.FLASH) {
-                ro = ro.withSynthetic(new SyntheticActivity.Params(density, newPerToken, calibrationWindow, 1), predictorRank);
+                ro = ro.withSynthetic(new SyntheticActivity.Params(density, newPerToken, calibrationWindow, 1), predictorRank)
+                        .withLookahead(!noLookahead, lookaheadRecall);
             }
             opened = LoadedModel.open(o, tok, ro);
         }
@@ -344,7 +355,11 @@ final class BenchCommand implements Callable<Integer> {
                 "--activity", activity, "--density", Double.toString(density), "--new-per-token", Double.toString(newPerToken),
                 "--calibration-window", Integer.toString(calibrationWindow), "--predictor-rank", Integer.toString(predictorRank),
                 "--tokens", Integer.toString(tokens), "--warmup", Integer.toString(warmup),
-                "--io-threads", Integer.toString(ioThreads), "--threads", Integer.toString(threads)));
+                "--io-threads", Integer.toString(ioThreads), "--threads", Integer.toString(threads), "--kv-dtype", kvDtype,
+                "--lookahead-recall", Double.toString(lookaheadRecall)));
+        if (noLookahead) {
+            cmd.add("--no-lookahead");
+        }
         if (memory != null) {
             cmd.addAll(List.of("--memory", memory));
         }
@@ -395,6 +410,8 @@ final class BenchCommand implements Callable<Integer> {
         o.model = model;
         o.memory = sweepWindow != null && sweepMemory != null ? sweepMemory : memory;
         o.ioThreads = ioThreads;
+        o.kvDtype = kvDtype;
+        o.noLookahead = noLookahead;
         o.threads = threads;
         Path unbundled = splitModel != null ? splitModel : model;
         switch (method) {

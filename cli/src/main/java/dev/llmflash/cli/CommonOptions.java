@@ -33,6 +33,13 @@ final class CommonOptions {
     @Option(names = "--page-cache", description = "Read through the page cache instead of direct I/O (the OS may then cache the FFN outside the budget).")
     boolean pageCache;
 
+    @Option(names = "--kv-dtype", paramLabel = "TYPE", description = "KV cache elements: f16 (half the bytes; greedy ids and perplexity unchanged "
+            + "on the reference prompts) | f32 (default: ${DEFAULT-VALUE}).")
+    String kvDtype = "f16";
+
+    @Option(names = "--no-lookahead", description = "flash: do not prefetch the next layer's predicted neurons while a layer computes.")
+    boolean noLookahead;
+
     @Option(names = "--threads", paramLabel = "N", description = "Compute threads (default: ${DEFAULT-VALUE}, the number of cores).")
     int threads = Runtime.getRuntime().availableProcessors();
 
@@ -60,7 +67,17 @@ final class CommonOptions {
             throw new IllegalArgumentException("--window must be >= 0 (0 = no window), got " + window);
         }
         return new FlashRuntime.Options(mode.runtimeMode(), memory == null ? null : FlashRuntime.Budget.parse(memory),
-                window == null ? -1 : window, ioThreads, !pageCache, sel, contextTokens);
+                window == null ? -1 : window, ioThreads, !pageCache, sel, contextTokens).withKvType(kvType())
+                .withLookahead(!noLookahead, FlashRuntime.DEFAULT_LOOKAHEAD_RECALL);
+    }
+
+    /** {@code --kv-dtype} as a DType. */
+    dev.llmflash.formats.tensor.DType kvType() {
+        return switch (kvDtype.toLowerCase(Locale.ROOT)) {
+            case "f16" -> dev.llmflash.formats.tensor.DType.F16;
+            case "f32" -> dev.llmflash.formats.tensor.DType.F32;
+            default -> throw new IllegalArgumentException("--kv-dtype must be f16 or f32, got " + kvDtype);
+        };
     }
 
     /** Refuses flash-runtime options in the memory-mapped modes, where they would silently do nothing. */

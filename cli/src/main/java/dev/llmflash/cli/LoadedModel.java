@@ -86,7 +86,8 @@ record LoadedModel(Path dir, LanguageModel model, BpeTokenizer tokenizer, Kernel
                 model.close();
                 throw e;
             }
-            return new LoadedModel(o.model, report.wrap(model), tok, kernels, rt, report, (System.nanoTime() - t0) / 1e6);
+            return new LoadedModel(o.model, report.wrap(LanguageModel.withKv(model, o.kvType())), tok, kernels, rt, report,
+                    (System.nanoTime() - t0) / 1e6);
         } catch (RuntimeException e) {
             if (rt != null) {
                 rt.close();

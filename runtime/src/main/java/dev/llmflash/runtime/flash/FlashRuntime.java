@@ -342,9 +342,9 @@ public final class FlashRuntime implements AutoCloseable {
     }
 
     /** Headroom of the neuron cache over a layer's mean predicted set: per-token sets vary around the mean. */
-    static final double SET_HEADROOM = 1.25;
+    static final double SET_HEADROOM = 1.1;
     /** Half of the prefill streaming buffer: large sequential reads, one piece computing while the next is read. */
-    static final long STREAM_HALF_BYTES = 8L << 20;
+    static final long STREAM_HALF_BYTES = 4L << 20;
     /** Look-ahead recall of synthetic activity when none is given: measured on the checked-in models (docs/RUNTIME.md). */
     public static final double DEFAULT_LOOKAHEAD_RECALL = 0.9;
 
