@@ -71,7 +71,7 @@ final class BenchCommand implements Callable<Integer> {
 
     @Option(names = "--methods", split = ",", paramLabel = "M", description = "Any of: dense (the reference: every weight in memory, "
             + "read before timing starts, no budget), naive, hybrid, predictor, window, all, flash (= all), "
-            + "flash-page-cache (default: naive,hybrid,predictor,window,all with --split-model, else naive,hybrid,predictor,flash).")
+            + "all-serial (all without the look-ahead: each layer's reads start at that layer), flash-page-cache (default: naive,hybrid,predictor,window,all with --split-model, else naive,hybrid,predictor,flash).")
     List<String> methods;
 
     @Option(names = "--activity", paramLabel = "KIND", description = "predictors (the bundle's trained predictors) | synthetic (calibrated to the paper: "
@@ -432,10 +432,11 @@ final class BenchCommand implements Callable<Integer> {
                 o.model = unbundled;
                 o.window = window;
             }
-            case "all", "flash", "flash-page-cache" -> {
+            case "all", "flash", "flash-page-cache", "all-serial" -> {
                 o.mode = Mode.flash;
                 o.window = sweepWindow != null ? sweepWindow : window;
                 o.pageCache = method.equals("flash-page-cache");
+                o.noLookahead |= method.equals("all-serial");
             }
             default -> throw new IllegalArgumentException("--methods: unknown method '" + method
                     + "' (dense, naive, hybrid, predictor, window, all, flash, flash-page-cache)");

@@ -234,6 +234,11 @@ public final class FlashFfn implements Ffn {
      * neurons it predicts, so that those reads are in flight while this layer and the next one's
      * attention compute. The next layer's own predictor still decides; it reads only what was missed.
      */
+    /** Whether this layer prefetches for the next one. */
+    public boolean hasLookahead() {
+        return lookahead != null;
+    }
+
     public void chain(ActiveSelector lookahead, FlashFfn next) {
         if (lookahead.neurons() != next.f) {
             throw new IllegalArgumentException("look-ahead of layer " + layer + " predicts " + lookahead.neurons()

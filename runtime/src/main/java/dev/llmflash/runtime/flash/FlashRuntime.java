@@ -737,6 +737,25 @@ public final class FlashRuntime implements AutoCloseable {
         return u;
     }
 
+    /** Flash: layers whose reads a look-ahead from the previous layer starts early. */
+    public int lookaheadLayers() {
+        int n = 0;
+        for (FlashFfn l : flashLayers) {
+            n += l.hasLookahead() ? 1 : 0;
+        }
+        return n;
+    }
+
+    /** Flash: how the prompt's union is read (policy, the measured speeds, the streaming buffer). */
+    public java.util.Map<String, Object> prefillPlanJson() {
+        java.util.Map<String, Object> m = new java.util.LinkedHashMap<>();
+        m.put("policy", prefillPlan.policy().name().toLowerCase(Locale.ROOT));
+        m.put("seq_read_gbps", prefillPlan.seqGBps());
+        m.put("random_read_gbps", prefillPlan.randomGBps());
+        m.put("stream_buffer_bytes", prefillPlan.buffer() == null ? 0 : prefillPlan.buffer().byteSize());
+        return m;
+    }
+
     /** Hybrid: neurons per layer held in DRAM. */
     public int hybridResident() {
         return hybridResident;

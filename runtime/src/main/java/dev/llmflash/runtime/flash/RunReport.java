@@ -39,7 +39,7 @@ import java.util.Map;
  */
 public final class RunReport {
     /** One forward call. */
-    public record Step(int tokens, long nanos, FlashMetrics.Totals ffn, long deviceBytes) {
+    public record Step(int tokens, long nanos, FlashMetrics.Totals ffn, long deviceBytes, long ioCpuNanos, long allocatedBytes) {
     }
 
     private final String mode;
@@ -73,6 +73,8 @@ public final class RunReport {
         if (rt.options().mode() == FlashRuntime.Mode.FLASH) {
             r.extra.put("window", rt.options().window() < 0 ? "largest" : rt.options().window());
             r.extra.put("selector", rt.options().selector().name().toLowerCase(Locale.ROOT));
+            r.extra.put("lookahead", rt.lookaheadLayers());
+            r.extra.put("prefill_plan", rt.prefillPlanJson());
             r.extra.put("cache_rows_per_layer", Arrays.stream(rt.cacheRows()).boxed().toList());
             r.extra.put("cache_share_of_ffn", (double) Arrays.stream(rt.cacheRows()).asLongStream().sum()
                     / ((long) rt.geometry().layers() * rt.geometry().dFfn()));
@@ -121,10 +123,14 @@ public final class RunReport {
             public void forward(State state, int[] tokens, int n, boolean allPositions, float[] logits) {
                 FlashMetrics.Totals before = metrics.snapshot();
                 long dev0 = io == null ? 0 : io.stats().bytesRead();
+                long cpu0 = io == null ? 0 : io.threadCpuNanos();
+                long a0 = allocated();
                 long t0 = System.nanoTime();
                 model.forward(state, tokens, n, allPositions, logits);
                 long t1 = System.nanoTime();
-                steps.add(new Step(n, t1 - t0, metrics.snapshot().minus(before), (io == null ? 0 : io.stats().bytesRead()) - dev0));
+                long a1 = allocated();
+                steps.add(new Step(n, t1 - t0, metrics.snapshot().minus(before), (io == null ? 0 : io.stats().bytesRead()) - dev0,
+                        (io == null ? 0 : io.threadCpuNanos()) - cpu0, a1 - a0));
                 cacheBytesUsedMax = Math.max(cacheBytesUsedMax, cacheBytesUsed.getAsLong());
             }
 
@@ -133,6 +139,15 @@ public final class RunReport {
                 model.close();
             }
         };
+    }
+
+    /** Heap bytes this thread and the I/O threads have allocated so far (HotSpot's per-thread counters), or 0. */
+    private long allocated() {
+        if (!(java.lang.management.ManagementFactory.getThreadMXBean() instanceof com.sun.management.ThreadMXBean mx)
+                || !mx.isThreadAllocatedMemorySupported()) {
+            return 0;
+        }
+        return mx.getCurrentThreadAllocatedBytes() + (io == null ? 0 : io.threadAllocatedBytes());
     }
 
     public List<Step> steps() {
@@ -248,6 +263,20 @@ public final class RunReport {
         m.put("window_tokens_mean", s.window());
         m.put("overflows", s.overflows());
         m.put("neuron_cache_used_bytes_max", cacheBytesUsedMax);
+        List<Step> measured = perToken();
+        long cpu = 0, pre = 0, alloc = 0;
+        int tok = 0;
+        for (Step x : measured) {
+            cpu += x.ioCpuNanos();
+            alloc += x.allocatedBytes();
+            pre += x.ffn().prefetched();
+            tok += x.tokens();
+        }
+        // CPU the I/O threads used per token (both cores' worth: it competes with compute on a 2-core machine).
+        m.put("io_cpu_ms", tok == 0 ? 0.0 : cpu / 1e6 / tok);
+        m.put("prefetched_per_token", tok == 0 ? 0.0 : (double) pre / tok);
+        // Heap bytes allocated per token by the compute thread and the I/O threads (the hot path's garbage).
+        m.put("allocated_bytes_per_token", tok == 0 ? 0.0 : (double) alloc / tok);
         m.putAll(extra);
         List<Step> prefill = steps.stream().filter(x -> x.tokens() > 1).toList();
         if (!prefill.isEmpty() && prefill.size() < steps.size()) {
@@ -267,6 +296,14 @@ public final class RunReport {
         pm.put("io_wait_ms", p.ioWaitMs() * p.tokens());
         pm.put("mem_ms", p.memMs() * p.tokens());
         pm.put("bytes_read", Math.round(p.bytesPerToken() * p.tokens()));
+        long streamed = 0, cpu = 0;
+        for (Step x : list) {
+            streamed += x.ffn().prefillStreamed();
+            cpu += x.ioCpuNanos();
+        }
+        pm.put("layers_streamed", streamed);
+        pm.put("overflows", p.overflows());
+        pm.put("io_cpu_ms", cpu / 1e6);
         return pm;
     }
 

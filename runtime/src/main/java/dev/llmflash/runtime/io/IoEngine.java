@@ -114,6 +114,8 @@ public final class IoEngine implements AutoCloseable {
     private final Arena bounceArena = Arena.ofShared();
     private final ThreadLocal<MemorySegment> bounce;
     private final IoStats stats = new IoStats();
+    /** The pool's threads, for their CPU time. */
+    private final java.util.List<Thread> poolThreads = new java.util.concurrent.CopyOnWriteArrayList<>();
 
     private IoEngine(Path file, FileChannel channel, boolean direct, String mode, long size, int block,
                      int threads, int maxGap, int maxRunBytes) {
@@ -130,6 +132,7 @@ public final class IoEngine implements AutoCloseable {
         this.pool = Executors.newFixedThreadPool(threads, r -> {
             Thread t = new Thread(r, "llmflash-io-" + n.incrementAndGet());
             t.setDaemon(true);
+            poolThreads.add(t);
             return t;
         });
         long bounceBytes = (long) maxRunBytes + 2L * block;
@@ -185,6 +188,37 @@ public final class IoEngine implements AutoCloseable {
             closeQuietly(ch);
             throw new FormatException(file, "cannot open for reading: " + e, "check that the file exists and is readable");
         }
+    }
+
+    /**
+     * CPU time the I/O threads have used so far (user + system, from the JVM's thread CPU clock; 0 where
+     * the JVM does not measure it): what the reads take from the cores that compute (syscalls, copies
+     * out of bounce buffers, the pool's hand-offs).
+     */
+    public long threadCpuNanos() {
+        java.lang.management.ThreadMXBean mx = java.lang.management.ManagementFactory.getThreadMXBean();
+        if (!mx.isThreadCpuTimeSupported()) {
+            return 0;
+        }
+        long sum = 0;
+        for (Thread t : poolThreads) {
+            long c = mx.getThreadCpuTime(t.threadId());
+            sum += Math.max(0, c);
+        }
+        return sum;
+    }
+
+    /** Heap bytes the I/O threads have allocated so far (HotSpot's per-thread counters), or 0. */
+    public long threadAllocatedBytes() {
+        if (!(java.lang.management.ManagementFactory.getThreadMXBean() instanceof com.sun.management.ThreadMXBean mx)
+                || !mx.isThreadAllocatedMemorySupported()) {
+            return 0;
+        }
+        long sum = 0;
+        for (Thread t : poolThreads) {
+            sum += Math.max(0, mx.getThreadAllocatedBytes(t.threadId()));
+        }
+        return sum;
     }
 
     /** True when reads bypass the page cache (O_DIRECT accepted). */
