@@ -14,7 +14,7 @@ import dev.llmflash.formats.predictor.PredictorFile;
 import dev.llmflash.formats.testing.TestData;
 import dev.llmflash.runtime.ffn.FfnWrapper;
 import dev.llmflash.runtime.ffn.NeuronMajorFfn;
-import dev.llmflash.runtime.ffn.PredictedFfn;
+import dev.llmflash.runtime.flash.PredictedFfn;
 import dev.llmflash.runtime.flash.FlashMetrics;
 import dev.llmflash.runtime.flash.FlashRuntime;
 import dev.llmflash.runtime.flash.FlashRuntime.Mode;

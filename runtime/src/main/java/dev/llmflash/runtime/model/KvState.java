@@ -3,6 +3,7 @@ package dev.llmflash.runtime.model;
 import dev.llmflash.formats.tensor.DType;
 import dev.llmflash.runtime.kernels.VectorKernels;
 import dev.llmflash.runtime.kernels.VectorOps;
+import dev.llmflash.runtime.kernels.Ops;
 
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
