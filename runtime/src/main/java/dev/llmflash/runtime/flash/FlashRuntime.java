@@ -55,11 +55,10 @@ public final class FlashRuntime implements AutoCloseable {
     public enum Mode { NAIVE, HYBRID, FLASH }
 
     /**
-     * Where flash mode's active sets come from: the bundle's trained predictors, the true activity
-     * (tests), or a {@link SyntheticActivity} calibrated to the paper's statistics (benchmarks on
-     * random-weight models, which have no real activity).
+     * Where flash mode's active sets come from: the bundle's trained predictors, or the true activity
+     * (tests). A {@link SelectorSource} given with {@link Options#withSelectorSource} replaces either.
      */
-    public enum Selector { TRAINED, ORACLE, SYNTHETIC }
+    public enum Selector { TRAINED, ORACLE }
 
     /** Default I/O threads: the paper's 32 concurrent reads for SSDs. */
     public static final int DEFAULT_IO_THREADS = 32;
@@ -77,25 +76,19 @@ public final class FlashRuntime implements AutoCloseable {
      * @param kvType         the KV cache's element type, F16 (default) or F32
      * @param prefill        how flash reads a prompt's union of active sets: AUTO (by the measured read speeds),
      *                       RANDOM or STREAM (forced)
+     * @param selectorSource flash: where the active sets come from instead of {@code selector}, or null
      * @param lookahead      flash decode: prefetch layer l+1's predicted neurons while layer l computes (needs
-     *                       look-ahead predictors, or synthetic activity)
-     * @param lookaheadRecall synthetic activity: the share of the next layer's set the look-ahead predicts
+     *                       look-ahead predictors, or a selector source that provides them)
      */
     public record Options(Mode mode, Budget budget, int window, int ioThreads, boolean direct, Selector selector,
-                          int contextTokens, SyntheticActivity.Params synthetic, int emulatedPredictorRank,
-                          DType kvType, FlashFfn.PrefillPlan.Policy prefill, boolean lookahead, double lookaheadRecall) {
+                          int contextTokens, SelectorSource selectorSource,
+                          DType kvType, FlashFfn.PrefillPlan.Policy prefill, boolean lookahead) {
         public Options(Mode mode, Budget budget, int window, int ioThreads, boolean direct, Selector selector, int contextTokens) {
-            this(mode, budget, window, ioThreads, direct, selector, contextTokens, null, 0, LanguageModel.DEFAULT_KV,
-                    FlashFfn.PrefillPlan.Policy.AUTO, true, DEFAULT_LOOKAHEAD_RECALL);
+            this(mode, budget, window, ioThreads, direct, selector, contextTokens, null, LanguageModel.DEFAULT_KV,
+                    FlashFfn.PrefillPlan.Policy.AUTO, true);
         }
 
         public Options {
-            if (selector == Selector.SYNTHETIC && synthetic == null) {
-                throw new IllegalArgumentException("the synthetic selector needs its parameters");
-            }
-            if (emulatedPredictorRank < 0) {
-                throw new IllegalArgumentException("predictor rank must be >= 0, got " + emulatedPredictorRank);
-            }
             if (window < -1) {
                 throw new IllegalArgumentException("--window must be >= 0 (0 = no window), got " + window);
             }
@@ -108,60 +101,53 @@ public final class FlashRuntime implements AutoCloseable {
             if (kvType != DType.F16 && kvType != DType.F32) {
                 throw new IllegalArgumentException("--kv-dtype must be f16 or f32, got " + kvType);
             }
-            if (!(lookaheadRecall >= 0 && lookaheadRecall <= 1)) {
-                throw new IllegalArgumentException("the look-ahead recall must be in [0, 1], got " + lookaheadRecall);
-            }
         }
 
         public static Options of(Mode mode, int contextTokens) {
             return new Options(mode, null, -1, DEFAULT_IO_THREADS, true, Selector.TRAINED, contextTokens);
         }
 
-        private Options with(Budget b, int w, int t, boolean d, Selector s, SyntheticActivity.Params p, int rank, DType kv,
-                             FlashFfn.PrefillPlan.Policy pf, boolean la, double lr) {
-            return new Options(mode, b, w, t, d, s, contextTokens, p, rank, kv, pf, la, lr);
+        private Options with(Budget b, int w, int t, boolean d, Selector s, SelectorSource src, DType kv,
+                             FlashFfn.PrefillPlan.Policy pf, boolean la) {
+            return new Options(mode, b, w, t, d, s, contextTokens, src, kv, pf, la);
         }
 
         public Options withBudget(Budget b) {
-            return with(b, window, ioThreads, direct, selector, synthetic, emulatedPredictorRank, kvType, prefill, lookahead, lookaheadRecall);
+            return with(b, window, ioThreads, direct, selector, selectorSource, kvType, prefill, lookahead);
         }
 
         public Options withWindow(int w) {
-            return with(budget, w, ioThreads, direct, selector, synthetic, emulatedPredictorRank, kvType, prefill, lookahead, lookaheadRecall);
+            return with(budget, w, ioThreads, direct, selector, selectorSource, kvType, prefill, lookahead);
         }
 
         public Options withIoThreads(int t) {
-            return with(budget, window, t, direct, selector, synthetic, emulatedPredictorRank, kvType, prefill, lookahead, lookaheadRecall);
+            return with(budget, window, t, direct, selector, selectorSource, kvType, prefill, lookahead);
         }
 
         public Options withDirect(boolean d) {
-            return with(budget, window, ioThreads, d, selector, synthetic, emulatedPredictorRank, kvType, prefill, lookahead, lookaheadRecall);
+            return with(budget, window, ioThreads, d, selector, selectorSource, kvType, prefill, lookahead);
         }
 
-        /**
-         * Synthetic activity (benchmarks); with {@code predictorRank > 0} a random low-rank predictor of
-         * that rank is also evaluated every token and its choice discarded, so that compute and memory
-         * include what a trained predictor would cost (its look-ahead too, when on).
-         */
-        public Options withSynthetic(SyntheticActivity.Params p, int predictorRank) {
-            return with(budget, window, ioThreads, direct, Selector.SYNTHETIC, p, predictorRank, kvType, prefill, lookahead, lookaheadRecall);
+        /** Flash: the active sets (and their budget figures) from {@code src}; the selector is then unused. */
+        public Options withSelectorSource(SelectorSource src) {
+            return with(budget, window, ioThreads, direct, selector, src, kvType, prefill, lookahead);
         }
 
         public Options withSelector(Selector s) {
-            return with(budget, window, ioThreads, direct, s, synthetic, emulatedPredictorRank, kvType, prefill, lookahead, lookaheadRecall);
+            return with(budget, window, ioThreads, direct, s, selectorSource, kvType, prefill, lookahead);
         }
 
         public Options withKvType(DType kv) {
-            return with(budget, window, ioThreads, direct, selector, synthetic, emulatedPredictorRank, kv, prefill, lookahead, lookaheadRecall);
+            return with(budget, window, ioThreads, direct, selector, selectorSource, kv, prefill, lookahead);
         }
 
         public Options withPrefill(FlashFfn.PrefillPlan.Policy pf) {
-            return with(budget, window, ioThreads, direct, selector, synthetic, emulatedPredictorRank, kvType, pf, lookahead, lookaheadRecall);
+            return with(budget, window, ioThreads, direct, selector, selectorSource, kvType, pf, lookahead);
         }
 
-        /** Look-ahead prefetch on or off; {@code recall} is the synthetic look-ahead's recall. */
-        public Options withLookahead(boolean on, double recall) {
-            return with(budget, window, ioThreads, direct, selector, synthetic, emulatedPredictorRank, kvType, prefill, on, recall);
+        /** Look-ahead prefetch on or off. */
+        public Options withLookahead(boolean on) {
+            return with(budget, window, ioThreads, direct, selector, selectorSource, kvType, prefill, on);
         }
     }
 
@@ -211,10 +197,9 @@ public final class FlashRuntime implements AutoCloseable {
     private final long modelBytes;
     private long budgetBytes;
     private Kernels oracleKernels;
-    private final SyntheticActivity synthetic;
-    private final List<LayerPredictor> emulated = new ArrayList<>();
-    private final List<LayerPredictor> emulatedLookahead = new ArrayList<>();
-    /** Per layer: whether {@link #expectedDensity} knows the predicted density (trainer's figures, synthetic). */
+    /** Flash: the supplied source of active sets, or null. */
+    private final SelectorSource source;
+    /** Per layer: whether {@link #expectedDensity} knows the predicted density (trainer's figures, the source's). */
     private boolean[] densityKnown;
 
     private FlashRuntime(Options o, Bundle b) {
@@ -226,29 +211,21 @@ public final class FlashRuntime implements AutoCloseable {
             throw new LlmflashException(b.dir() + ": --mode flash needs ReLU sparsity but this model's FFN uses "
                     + activation(c) + "; use --mode dense, naive or hybrid");
         }
-        this.predictors = o.mode() == Mode.FLASH && o.selector() == Selector.TRAINED ? readPredictors(b) : null;
-        boolean synth = o.mode() == Mode.FLASH && o.selector() == Selector.SYNTHETIC;
-        this.synthetic = synth ? SyntheticActivity.calibrate(g.dFfn(), o.synthetic()) : null;
-        if (synth && o.emulatedPredictorRank() > 0) {
-            java.util.SplittableRandom rnd = new java.util.SplittableRandom(o.synthetic().seed());
-            for (int l = 0; l < g.layers(); l++) {
-                emulated.add(randomPredictor(l, o.emulatedPredictorRank(), rnd));
-                if (o.lookahead() && l + 1 < g.layers()) {
-                    emulatedLookahead.add(randomPredictor(l + 1, o.emulatedPredictorRank(), rnd));
-                }
-            }
-        }
+        this.source = o.mode() == Mode.FLASH ? o.selectorSource() : null;
+        this.predictors = o.mode() == Mode.FLASH && source == null && o.selector() == Selector.TRAINED ? readPredictors(b) : null;
         long[] split = residentSplit(b.manifest());
         long attention = split[0], embeddings = split[1];
         this.modelBytes = b.manifest().resident().size() + b.manifest().ffn().size();
         this.budgetBytes = o.budget() == null ? -1 : o.budget().resolve(modelBytes);
         int context = Math.min(o.contextTokens(), c.maxPositions());
         long kv = MemoryPlan.kvCacheBytes(c, context, o.kvType());
-        long predictorBytes = 0;
-        List<LayerPredictor> all = new ArrayList<>(predictors != null ? predictors.layers() : emulated);
-        all.addAll(predictors != null && o.lookahead() ? lookaheads(predictors) : emulatedLookahead);
-        for (LayerPredictor p : all) {
-            predictorBytes += p.dense() ? 0 : 4L * (p.a().length + p.b().length + p.c().length);
+        long predictorBytes = source != null ? source.predictorBytes() : 0;
+        if (predictors != null) {
+            List<LayerPredictor> all = new ArrayList<>(predictors.layers());
+            all.addAll(o.lookahead() ? lookaheads(predictors) : List.of());
+            for (LayerPredictor p : all) {
+                predictorBytes += p.dense() ? 0 : 4L * (p.a().length + p.b().length + p.c().length);
+            }
         }
         int layers = g.layers(), f = g.dFfn();
         int span = MemoryPlan.span(context);
@@ -345,20 +322,6 @@ public final class FlashRuntime implements AutoCloseable {
     static final double SET_HEADROOM = 1.1;
     /** Half of the prefill streaming buffer: large sequential reads, one piece computing while the next is read. */
     static final long STREAM_HALF_BYTES = 4L << 20;
-    /** Look-ahead recall of synthetic activity when none is given: measured on the checked-in models (docs/RUNTIME.md). */
-    public static final double DEFAULT_LOOKAHEAD_RECALL = 0.9;
-
-    private LayerPredictor randomPredictor(int layer, int r, java.util.SplittableRandom rnd) {
-        int d = g.dModel(), f = g.dFfn();
-        float[] a = new float[r * d], pb = new float[f * r], bias = new float[f];
-        for (int i = 0; i < a.length; i++) {
-            a[i] = (float) ((rnd.nextDouble() - 0.5) / Math.sqrt(d));
-        }
-        for (int i = 0; i < pb.length; i++) {
-            pb[i] = (float) ((rnd.nextDouble() - 0.5) / Math.sqrt(r));
-        }
-        return new LayerPredictor(layer, false, r, 0.5f, a, pb, bias);
-    }
 
     /** The bundle's look-ahead predictors that exist (reading layer l's input, predicting layer l+1). */
     private static List<LayerPredictor> lookaheads(Predictors p) {
@@ -485,13 +448,13 @@ public final class FlashRuntime implements AutoCloseable {
 
     /**
      * Per layer the expected share of neurons predicted per token: the trainer's predicted density (1 for
-     * dense layers), the synthetic density, else 1 for every layer.
+     * dense layers), the selector source's density, else 1 for every layer.
      */
     private double[] expectedDensity(int layers) {
         double[] w = new double[layers];
-        java.util.Arrays.fill(w, synthetic != null ? synthetic.params().density() : 1.0);
+        java.util.Arrays.fill(w, source != null ? source.density() : 1.0);
         densityKnown = new boolean[layers];
-        java.util.Arrays.fill(densityKnown, synthetic != null);
+        java.util.Arrays.fill(densityKnown, source != null);
         if (predictors == null) {
             return w;
         }
@@ -581,14 +544,10 @@ public final class FlashRuntime implements AutoCloseable {
      * none (the oracle; a target layer kept dense; a bundle trained without look-ahead predictors).
      */
     private ActiveSelector[] lookahead(int from, ActiveSelector own) {
+        if (source != null) {
+            return source.lookahead(from, own);
+        }
         return switch (options.selector()) {
-            case SYNTHETIC -> {
-                ActiveSelector[] pair = ActiveSelector.peeked(own, options.lookaheadRecall(), options.synthetic().seed() * 31 + from);
-                if (from < emulatedLookahead.size()) {
-                    pair[1] = ActiveSelector.costing(pair[1], ActiveSelector.trained(emulatedLookahead.get(from)));
-                }
-                yield pair;
-            }
             case TRAINED -> {
                 LayerPredictor la = predictors.lookahead(from);
                 yield new ActiveSelector[]{own, la == null || la.dense() || predictors.layer(from + 1).dense() ? null
@@ -599,9 +558,8 @@ public final class FlashRuntime implements AutoCloseable {
     }
 
     private ActiveSelector selector(int layer, NeuronMajorFfn n) {
-        if (options.selector() == Selector.SYNTHETIC) {
-            ActiveSelector s = synthetic.selector(layer);
-            return emulated.isEmpty() ? s : ActiveSelector.costing(s, ActiveSelector.trained(emulated.get(layer)));
+        if (source != null) {
+            return source.layer(layer);
         }
         if (options.selector() == Selector.ORACLE) {
             if (oracleKernels == null) {
@@ -742,9 +700,9 @@ public final class FlashRuntime implements AutoCloseable {
         return hybridResident;
     }
 
-    /** The synthetic activity in use, or null. */
-    public SyntheticActivity synthetic() {
-        return synthetic;
+    /** Flash: the supplied source of active sets in use, or null. */
+    public SelectorSource selectorSource() {
+        return source;
     }
 
     public FfnGeometry geometry() {
