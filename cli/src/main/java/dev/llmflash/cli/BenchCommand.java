@@ -4,14 +4,17 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.llmflash.formats.LlmflashException;
 import dev.llmflash.formats.bundle.Bundle;
+import dev.llmflash.formats.bundle.BundleManifest;
+import dev.llmflash.formats.bundle.FfnGeometry;
+import dev.llmflash.runtime.bench.SyntheticActivity;
+import dev.llmflash.runtime.bench.SyntheticSelectors;
 import dev.llmflash.runtime.budget.ProcessMemory;
 import dev.llmflash.runtime.flash.FlashRuntime;
 import dev.llmflash.runtime.flash.RunReport;
-import dev.llmflash.runtime.flash.SyntheticActivity;
 import dev.llmflash.runtime.generate.Generator;
 import dev.llmflash.runtime.generate.SamplingOptions;
-import dev.llmflash.runtime.io.DiskProbe;
-import dev.llmflash.runtime.kernels.MemoryProbe;
+import dev.llmflash.runtime.bench.DiskProbe;
+import dev.llmflash.runtime.bench.MemoryProbe;
 import dev.llmflash.runtime.tokenizer.BpeTokenizer;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
@@ -128,7 +131,7 @@ final class BenchCommand implements Callable<Integer> {
 
     @Option(names = "--lookahead-recall", paramLabel = "X", description = "Synthetic activity: the share of the next layer's set the look-ahead "
             + "predicts (default: ${DEFAULT-VALUE}, below the 0.975-0.986 measured on opt-mini's dev text).")
-    double lookaheadRecall = FlashRuntime.DEFAULT_LOOKAHEAD_RECALL;
+    double lookaheadRecall = SyntheticSelectors.DEFAULT_LOOKAHEAD_RECALL;
 
     @Option(names = "--isolate", description = "Run each method in its own JVM, so that each gets its own peak resident set.")
     boolean isolate;
@@ -304,8 +307,12 @@ final class BenchCommand implements Callable<Integer> {
         } else {
             FlashRuntime.Options ro = o.runtimeOptions(ids.length + steps);
             if (activity.equals("synthetic") && ro.mode() == FlashRuntime.Mode.FLASH) {
-                ro = ro.withSynthetic(new SyntheticActivity.Params(density, newPerToken, calibrationWindow, 1), predictorRank)
-                        .withLookahead(!noLookahead, lookaheadRecall);
+                ro = ro.withLookahead(!noLookahead);
+                if (Bundle.looksLikeBundle(o.model)) {  // else the runtime refuses the directory itself
+                    FfnGeometry g = BundleManifest.read(o.model.resolve(Bundle.MANIFEST)).ffn().geometry();
+                    ro = ro.withSelectorSource(SyntheticSelectors.of(new SyntheticActivity.Params(density, newPerToken,
+                            calibrationWindow, 1), predictorRank, !noLookahead, lookaheadRecall, g));
+                }
             }
             opened = LoadedModel.open(o, tok, ro);
         }

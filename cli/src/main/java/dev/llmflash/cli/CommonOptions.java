@@ -68,7 +68,7 @@ final class CommonOptions {
         }
         return new FlashRuntime.Options(mode.runtimeMode(), memory == null ? null : FlashRuntime.Budget.parse(memory),
                 window == null ? -1 : window, ioThreads, !pageCache, sel, contextTokens).withKvType(kvType())
-                .withLookahead(!noLookahead, FlashRuntime.DEFAULT_LOOKAHEAD_RECALL);
+                .withLookahead(!noLookahead);
     }
 
     /** {@code --kv-dtype} as a DType. */

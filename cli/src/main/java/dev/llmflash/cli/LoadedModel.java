@@ -2,7 +2,7 @@ package dev.llmflash.cli;
 
 import dev.llmflash.runtime.budget.ProcessMemory;
 import dev.llmflash.runtime.ffn.FfnWrapper;
-import dev.llmflash.runtime.ffn.PredictedFfn;
+import dev.llmflash.runtime.flash.PredictedFfn;
 import dev.llmflash.runtime.flash.FlashRuntime;
 import dev.llmflash.runtime.flash.RunReport;
 import dev.llmflash.runtime.kernels.Kernels;

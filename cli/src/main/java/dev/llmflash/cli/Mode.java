@@ -7,7 +7,7 @@ import dev.llmflash.formats.predictor.PredictorFile;
 import dev.llmflash.formats.predictor.Predictors;
 import dev.llmflash.runtime.ffn.FfnWrapper;
 import dev.llmflash.runtime.ffn.NeuronMajorFfn;
-import dev.llmflash.runtime.ffn.PredictedFfn;
+import dev.llmflash.runtime.flash.PredictedFfn;
 import dev.llmflash.runtime.flash.FlashRuntime;
 
 import java.nio.file.Path;

@@ -41,7 +41,7 @@ final class PerplexityCommand implements Callable<Integer> {
             throw new IllegalArgumentException("--max-tokens must be >= 1, got " + maxTokens);
         }
         String content = readText(text);
-        java.util.List<dev.llmflash.runtime.ffn.PredictedFfn> predicted = new java.util.ArrayList<>();
+        java.util.List<dev.llmflash.runtime.flash.PredictedFfn> predicted = new java.util.ArrayList<>();
         PrintWriter out = spec.commandLine().getOut();
         try (LoadedModel lm = LoadedModel.open(common, null, context, predicted)) {
             int[] ids = lm.tokenizer().encode(content);

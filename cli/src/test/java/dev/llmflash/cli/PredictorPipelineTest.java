@@ -8,6 +8,12 @@ import dev.llmflash.formats.predictor.LayerPredictor;
 import dev.llmflash.formats.predictor.PredictorFile;
 import dev.llmflash.formats.predictor.Predictors;
 import dev.llmflash.formats.testing.TestData;
+import dev.llmflash.runtime.tokenizer.BpeTokenizer;
+import dev.llmflash.runtime.generate.Sampler;
+import dev.llmflash.runtime.model.Models;
+import dev.llmflash.runtime.model.LanguageModel;
+import dev.llmflash.runtime.kernels.Kernels;
+import dev.llmflash.runtime.flash.FlashRuntime;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -342,13 +348,13 @@ class PredictorPipelineTest {
     }
 
     /** Logits of every position of {@code ids} from one forward call (layer-major) or one call per token. */
-    static float[] flashLogits(dev.llmflash.runtime.flash.FlashRuntime.Options o, int[] ids, boolean layerMajor, int[] greedy) {
-        try (dev.llmflash.runtime.kernels.Kernels k = new dev.llmflash.runtime.kernels.Kernels(2);
-             dev.llmflash.runtime.flash.FlashRuntime rt = dev.llmflash.runtime.flash.FlashRuntime.open(bundle, o);
-             dev.llmflash.runtime.model.LanguageModel m = dev.llmflash.runtime.model.Models.open(bundle, k, rt.wrapper())) {
+    static float[] flashLogits(FlashRuntime.Options o, int[] ids, boolean layerMajor, int[] greedy) {
+        try (Kernels k = new dev.llmflash.runtime.kernels.Kernels(2);
+             FlashRuntime rt = FlashRuntime.open(bundle, o);
+             LanguageModel m = Models.open(bundle, k, rt.wrapper())) {
             int n = ids.length, v = m.config().vocabSize();
             float[] out = new float[n * v], one = new float[v];
-            dev.llmflash.runtime.model.LanguageModel.State st = m.newState(n + greedy.length);
+            LanguageModel.State st = m.newState(n + greedy.length);
             if (layerMajor) {
                 m.forward(st, ids, n, true, out);
                 System.arraycopy(out, (n - 1) * v, one, 0, v);
@@ -359,7 +365,7 @@ class PredictorPipelineTest {
                 }
             }
             for (int g = 0; g < greedy.length; g++) {
-                greedy[g] = dev.llmflash.runtime.generate.Sampler.argmax(one, v);
+                greedy[g] = Sampler.argmax(one, v);
                 m.forward(st, new int[]{greedy[g]}, 1, false, one);
             }
             if (o.lookahead()) {
@@ -378,13 +384,13 @@ class PredictorPipelineTest {
      */
     @Test
     void trainedFlashPrefillIsTokenByTokenFlashAndTheLookAheadChangesNothing() throws IOException {
-        int[] all = dev.llmflash.runtime.tokenizer.BpeTokenizer.fromModelDir(bundle).encodeWithBos(Files.readString(TestData.reference("dev.txt")));
+        int[] all = BpeTokenizer.fromModelDir(bundle).encodeWithBos(Files.readString(TestData.reference("dev.txt")));
         int[] ids = java.util.Arrays.copyOf(all, 520);
-        var o = dev.llmflash.runtime.flash.FlashRuntime.Options.of(dev.llmflash.runtime.flash.FlashRuntime.Mode.FLASH, 540).withIoThreads(4);
+        var o = FlashRuntime.Options.of(FlashRuntime.Mode.FLASH, 540).withIoThreads(4);
         int[] ga = new int[16], gb = new int[16], gc = new int[16];
         float[] a = flashLogits(o, ids, true, ga);
         float[] b = flashLogits(o, ids, false, gb);
-        float[] c = flashLogits(o.withLookahead(false, 0), ids, false, gc);
+        float[] c = flashLogits(o.withLookahead(false), ids, false, gc);
         int v = a.length / ids.length, over = 0;
         double worst = 0;
         for (int t = 0; t < ids.length; t++) {

@@ -8,17 +8,21 @@ import dev.llmflash.converter.Progress;
 import dev.llmflash.formats.FormatException;
 import dev.llmflash.formats.LlmflashException;
 import dev.llmflash.formats.bundle.Bundle;
+import dev.llmflash.formats.bundle.BundleManifest;
+import dev.llmflash.formats.bundle.FfnGeometry;
 import dev.llmflash.formats.bundle.FfnLayout;
 import dev.llmflash.formats.predictor.LayerPredictor;
 import dev.llmflash.formats.predictor.PredictorFile;
 import dev.llmflash.formats.testing.TestData;
+import dev.llmflash.runtime.bench.SyntheticActivity;
+import dev.llmflash.runtime.bench.SyntheticSelectors;
 import dev.llmflash.runtime.ffn.FfnWrapper;
 import dev.llmflash.runtime.ffn.NeuronMajorFfn;
-import dev.llmflash.runtime.ffn.PredictedFfn;
 import dev.llmflash.runtime.flash.FlashMetrics;
 import dev.llmflash.runtime.flash.FlashRuntime;
 import dev.llmflash.runtime.flash.FlashRuntime.Mode;
 import dev.llmflash.runtime.flash.FlashRuntime.Options;
+import dev.llmflash.runtime.flash.PredictedFfn;
 import dev.llmflash.runtime.flash.RunReport;
 import dev.llmflash.runtime.generate.Generator;
 import dev.llmflash.runtime.generate.SamplingOptions;
@@ -437,7 +441,9 @@ class FlashRuntimeTest {
     @Test
     void aRequestTooLongForTheBudgetIsRefusedWithTheTokensThatFit() throws IOException {
         Path b = withPredictors("opt-mini", "opt-mini-refuse");
-        Options o = Options.of(Mode.FLASH, 1000).withIoThreads(4).withSynthetic(new dev.llmflash.runtime.flash.SyntheticActivity.Params(0.1, 0.02, 5, 1), 0);
+        FfnGeometry g = BundleManifest.read(b.resolve(Bundle.MANIFEST)).ffn().geometry();
+        Options o = Options.of(Mode.FLASH, 1000).withIoThreads(4).withSelectorSource(
+                SyntheticSelectors.of(new SyntheticActivity.Params(0.1, 0.02, 5, 1), 0, true, SyntheticSelectors.DEFAULT_LOOKAHEAD_RECALL, g));
         long min = minimumBudget(b, o);
         // Just below what 1000 tokens need: the KV cache of fewer tokens fits.
         Options tight = o.withBudget(new FlashRuntime.Budget(min - (1 << 16), -1));
@@ -447,8 +453,8 @@ class FlashRuntimeTest {
         assertTrue(msg.contains("or ask for at most "), msg);
         int fit = Integer.parseInt(msg.substring(msg.indexOf("at most ") + 8).split(" ")[0]);
         assertTrue(fit > 1 && fit < 1000, msg);
-        Options shorter = new Options(Mode.FLASH, tight.budget(), -1, 4, true, FlashRuntime.Selector.SYNTHETIC, fit, tight.synthetic(), 0,
-                tight.kvType(), tight.prefill(), tight.lookahead(), tight.lookaheadRecall());
+        Options shorter = new Options(Mode.FLASH, tight.budget(), -1, 4, true, tight.selector(), fit, tight.selectorSource(),
+                tight.kvType(), tight.prefill(), tight.lookahead());
         try (FlashRuntime rt = FlashRuntime.open(b, shorter)) {
             assertTrue(rt.memory().total() <= rt.budgetBytes(), rt.memory() + " within " + rt.budgetBytes());
             for (int rows : rt.cacheRows()) {

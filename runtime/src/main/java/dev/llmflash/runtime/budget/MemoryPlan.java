@@ -3,6 +3,7 @@ package dev.llmflash.runtime.budget;
 import dev.llmflash.formats.hf.FalconConfig;
 import dev.llmflash.formats.hf.ModelConfig;
 import dev.llmflash.formats.tensor.DType;
+import dev.llmflash.runtime.model.LanguageModel;
 
 /**
  * How a DRAM budget is split for a bundle (the paper's section 4 accounting): what must stay
@@ -35,7 +36,7 @@ public record MemoryPlan(long budgetBytes, long residentBytes, long kvCacheBytes
     }
 
     /** Most tokens a layer-major pass of the forward holds at once (the prompt, up to this). */
-    public static final int PREFILL_SPAN = 1024;
+    public static final int PREFILL_SPAN = LanguageModel.PREFILL_SPAN;
 
     /** Rows of a state's activation buffers for a context of {@code contextTokens}. */
     public static int span(int contextTokens) {

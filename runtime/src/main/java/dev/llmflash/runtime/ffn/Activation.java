@@ -1,6 +1,6 @@
 package dev.llmflash.runtime.ffn;
 
-import dev.llmflash.runtime.model.Ops;
+import dev.llmflash.runtime.kernels.Ops;
 
 /** The FFN nonlinearity. Only ReLU gives the exact zeros that flash loading exploits. */
 public enum Activation {

@@ -1,7 +1,7 @@
 package dev.llmflash.runtime.ffn;
 
 import dev.llmflash.formats.checkpoint.Checkpoint;
-import dev.llmflash.runtime.model.Matrix;
+import dev.llmflash.runtime.weights.Matrix;
 
 /** FFN weights straight from an HF checkpoint: the two matrices, memory-mapped, in HF's layout. */
 public record CheckpointFfnSource(Checkpoint checkpoint) implements FfnSource {

@@ -1,7 +1,7 @@
 package dev.llmflash.runtime.ffn;
 
 import dev.llmflash.runtime.kernels.Kernels;
-import dev.llmflash.runtime.model.Matrix;
+import dev.llmflash.runtime.weights.Matrix;
 
 /**
  * The FFN in Hugging Face's layout: up = fc1 / dense_h_to_4h {@code [f, d]}, down = fc2 /

@@ -2,7 +2,7 @@ package dev.llmflash.runtime.ffn;
 
 import dev.llmflash.formats.tensor.DType;
 import dev.llmflash.runtime.kernels.Kernels;
-import dev.llmflash.runtime.model.Ops;
+import dev.llmflash.runtime.kernels.Ops;
 
 import java.lang.foreign.MemorySegment;
 import java.util.Arrays;

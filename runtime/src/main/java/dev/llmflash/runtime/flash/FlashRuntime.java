@@ -3,7 +3,6 @@ package dev.llmflash.runtime.flash;
 import dev.llmflash.formats.ByteSize;
 import dev.llmflash.formats.LlmflashException;
 import dev.llmflash.formats.bundle.Bundle;
-import dev.llmflash.formats.bundle.BundleManifest;
 import dev.llmflash.formats.bundle.FfnGeometry;
 import dev.llmflash.formats.hf.FalconConfig;
 import dev.llmflash.formats.hf.ModelConfig;
@@ -11,18 +10,13 @@ import dev.llmflash.formats.hf.OptConfig;
 import dev.llmflash.formats.predictor.LayerPredictor;
 import dev.llmflash.formats.predictor.PredictorFile;
 import dev.llmflash.formats.predictor.Predictors;
-import dev.llmflash.runtime.budget.MemoryPlan;
+import dev.llmflash.formats.tensor.DType;
 import dev.llmflash.runtime.budget.MemoryReport;
-import dev.llmflash.runtime.ffn.Activation;
-import dev.llmflash.runtime.ffn.Ffn;
 import dev.llmflash.runtime.ffn.FfnWrapper;
 import dev.llmflash.runtime.ffn.NeuronMajorFfn;
 import dev.llmflash.runtime.io.IoEngine;
 import dev.llmflash.runtime.kernels.Kernels;
-import dev.llmflash.runtime.model.FalconModel;
 import dev.llmflash.runtime.model.LanguageModel;
-import dev.llmflash.runtime.model.OptModel;
-import dev.llmflash.formats.tensor.DType;
 
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
@@ -44,7 +38,8 @@ import java.util.Locale;
  * splits it into equal per-layer neuron caches (layers the trainer kept dense first get every
  * neuron), hybrid keeps the first R neurons of every layer resident. A budget below the minimum
  * (fixed + one cache row per layer for flash; fixed + one whole layer buffer for naive and hybrid)
- * is refused with the minimum in the message.
+ * is refused with the minimum in the message. {@link FlashPlan} works the figures out; this class
+ * allocates what it says and wires the layers.
  *
  * <h2>Ownership</h2>
  * The runtime owns the engine, the caches and the resident FFN parts: close it after the model.
@@ -55,11 +50,10 @@ public final class FlashRuntime implements AutoCloseable {
     public enum Mode { NAIVE, HYBRID, FLASH }
 
     /**
-     * Where flash mode's active sets come from: the bundle's trained predictors, the true activity
-     * (tests), or a {@link SyntheticActivity} calibrated to the paper's statistics (benchmarks on
-     * random-weight models, which have no real activity).
+     * Where flash mode's active sets come from: the bundle's trained predictors, or the true activity
+     * (tests). A {@link SelectorSource} given with {@link Options#withSelectorSource} replaces either.
      */
-    public enum Selector { TRAINED, ORACLE, SYNTHETIC }
+    public enum Selector { TRAINED, ORACLE }
 
     /** Default I/O threads: the paper's 32 concurrent reads for SSDs. */
     public static final int DEFAULT_IO_THREADS = 32;
@@ -77,25 +71,19 @@ public final class FlashRuntime implements AutoCloseable {
      * @param kvType         the KV cache's element type, F16 (default) or F32
      * @param prefill        how flash reads a prompt's union of active sets: AUTO (by the measured read speeds),
      *                       RANDOM or STREAM (forced)
+     * @param selectorSource flash: where the active sets come from instead of {@code selector}, or null
      * @param lookahead      flash decode: prefetch layer l+1's predicted neurons while layer l computes (needs
-     *                       look-ahead predictors, or synthetic activity)
-     * @param lookaheadRecall synthetic activity: the share of the next layer's set the look-ahead predicts
+     *                       look-ahead predictors, or a selector source that provides them)
      */
     public record Options(Mode mode, Budget budget, int window, int ioThreads, boolean direct, Selector selector,
-                          int contextTokens, SyntheticActivity.Params synthetic, int emulatedPredictorRank,
-                          DType kvType, FlashFfn.PrefillPlan.Policy prefill, boolean lookahead, double lookaheadRecall) {
+                          int contextTokens, SelectorSource selectorSource,
+                          DType kvType, FlashFfn.PrefillPlan.Policy prefill, boolean lookahead) {
         public Options(Mode mode, Budget budget, int window, int ioThreads, boolean direct, Selector selector, int contextTokens) {
-            this(mode, budget, window, ioThreads, direct, selector, contextTokens, null, 0, LanguageModel.DEFAULT_KV,
-                    FlashFfn.PrefillPlan.Policy.AUTO, true, DEFAULT_LOOKAHEAD_RECALL);
+            this(mode, budget, window, ioThreads, direct, selector, contextTokens, null, LanguageModel.DEFAULT_KV,
+                    FlashFfn.PrefillPlan.Policy.AUTO, true);
         }
 
         public Options {
-            if (selector == Selector.SYNTHETIC && synthetic == null) {
-                throw new IllegalArgumentException("the synthetic selector needs its parameters");
-            }
-            if (emulatedPredictorRank < 0) {
-                throw new IllegalArgumentException("predictor rank must be >= 0, got " + emulatedPredictorRank);
-            }
             if (window < -1) {
                 throw new IllegalArgumentException("--window must be >= 0 (0 = no window), got " + window);
             }
@@ -108,60 +96,53 @@ public final class FlashRuntime implements AutoCloseable {
             if (kvType != DType.F16 && kvType != DType.F32) {
                 throw new IllegalArgumentException("--kv-dtype must be f16 or f32, got " + kvType);
             }
-            if (!(lookaheadRecall >= 0 && lookaheadRecall <= 1)) {
-                throw new IllegalArgumentException("the look-ahead recall must be in [0, 1], got " + lookaheadRecall);
-            }
         }
 
         public static Options of(Mode mode, int contextTokens) {
             return new Options(mode, null, -1, DEFAULT_IO_THREADS, true, Selector.TRAINED, contextTokens);
         }
 
-        private Options with(Budget b, int w, int t, boolean d, Selector s, SyntheticActivity.Params p, int rank, DType kv,
-                             FlashFfn.PrefillPlan.Policy pf, boolean la, double lr) {
-            return new Options(mode, b, w, t, d, s, contextTokens, p, rank, kv, pf, la, lr);
+        private Options with(Budget b, int w, int t, boolean d, Selector s, SelectorSource src, DType kv,
+                             FlashFfn.PrefillPlan.Policy pf, boolean la) {
+            return new Options(mode, b, w, t, d, s, contextTokens, src, kv, pf, la);
         }
 
         public Options withBudget(Budget b) {
-            return with(b, window, ioThreads, direct, selector, synthetic, emulatedPredictorRank, kvType, prefill, lookahead, lookaheadRecall);
+            return with(b, window, ioThreads, direct, selector, selectorSource, kvType, prefill, lookahead);
         }
 
         public Options withWindow(int w) {
-            return with(budget, w, ioThreads, direct, selector, synthetic, emulatedPredictorRank, kvType, prefill, lookahead, lookaheadRecall);
+            return with(budget, w, ioThreads, direct, selector, selectorSource, kvType, prefill, lookahead);
         }
 
         public Options withIoThreads(int t) {
-            return with(budget, window, t, direct, selector, synthetic, emulatedPredictorRank, kvType, prefill, lookahead, lookaheadRecall);
+            return with(budget, window, t, direct, selector, selectorSource, kvType, prefill, lookahead);
         }
 
         public Options withDirect(boolean d) {
-            return with(budget, window, ioThreads, d, selector, synthetic, emulatedPredictorRank, kvType, prefill, lookahead, lookaheadRecall);
+            return with(budget, window, ioThreads, d, selector, selectorSource, kvType, prefill, lookahead);
         }
 
-        /**
-         * Synthetic activity (benchmarks); with {@code predictorRank > 0} a random low-rank predictor of
-         * that rank is also evaluated every token and its choice discarded, so that compute and memory
-         * include what a trained predictor would cost (its look-ahead too, when on).
-         */
-        public Options withSynthetic(SyntheticActivity.Params p, int predictorRank) {
-            return with(budget, window, ioThreads, direct, Selector.SYNTHETIC, p, predictorRank, kvType, prefill, lookahead, lookaheadRecall);
+        /** Flash: the active sets (and their budget figures) from {@code src}; the selector is then unused. */
+        public Options withSelectorSource(SelectorSource src) {
+            return with(budget, window, ioThreads, direct, selector, src, kvType, prefill, lookahead);
         }
 
         public Options withSelector(Selector s) {
-            return with(budget, window, ioThreads, direct, s, synthetic, emulatedPredictorRank, kvType, prefill, lookahead, lookaheadRecall);
+            return with(budget, window, ioThreads, direct, s, selectorSource, kvType, prefill, lookahead);
         }
 
         public Options withKvType(DType kv) {
-            return with(budget, window, ioThreads, direct, selector, synthetic, emulatedPredictorRank, kv, prefill, lookahead, lookaheadRecall);
+            return with(budget, window, ioThreads, direct, selector, selectorSource, kv, prefill, lookahead);
         }
 
         public Options withPrefill(FlashFfn.PrefillPlan.Policy pf) {
-            return with(budget, window, ioThreads, direct, selector, synthetic, emulatedPredictorRank, kvType, pf, lookahead, lookaheadRecall);
+            return with(budget, window, ioThreads, direct, selector, selectorSource, kvType, pf, lookahead);
         }
 
-        /** Look-ahead prefetch on or off; {@code recall} is the synthetic look-ahead's recall. */
-        public Options withLookahead(boolean on, double recall) {
-            return with(budget, window, ioThreads, direct, selector, synthetic, emulatedPredictorRank, kvType, prefill, on, recall);
+        /** Look-ahead prefetch on or off. */
+        public Options withLookahead(boolean on) {
+            return with(budget, window, ioThreads, direct, selector, selectorSource, kvType, prefill, on);
         }
     }
 
@@ -190,7 +171,7 @@ public final class FlashRuntime implements AutoCloseable {
 
         @Override
         public String toString() {
-            return bytes >= 0 ? mb(bytes) : String.format(Locale.ROOT, "%s%%", percent);
+            return bytes >= 0 ? FlashPlan.mb(bytes) : String.format(Locale.ROOT, "%s%%", percent);
         }
     }
 
@@ -203,19 +184,12 @@ public final class FlashRuntime implements AutoCloseable {
     private final List<NeuronCache> caches = new ArrayList<>();
     private final List<FlashFfn> flashLayers = new ArrayList<>();
     private final Predictors predictors;
-    private final int[] rowsPerLayer;
-    private final int hybridResident;
+    /** Flash: the supplied source of active sets, or null. */
+    private final SelectorSource source;
+    private final FlashPlan plan;
     private final MemorySegment streamBuffer;
     private final FlashFfn.PrefillPlan prefillPlan;
-    private final MemoryReport memory;
-    private final long modelBytes;
-    private long budgetBytes;
     private Kernels oracleKernels;
-    private final SyntheticActivity synthetic;
-    private final List<LayerPredictor> emulated = new ArrayList<>();
-    private final List<LayerPredictor> emulatedLookahead = new ArrayList<>();
-    /** Per layer: whether {@link #expectedDensity} knows the predicted density (trainer's figures, synthetic). */
-    private boolean[] densityKnown;
 
     private FlashRuntime(Options o, Bundle b) {
         this.options = o;
@@ -226,175 +200,34 @@ public final class FlashRuntime implements AutoCloseable {
             throw new LlmflashException(b.dir() + ": --mode flash needs ReLU sparsity but this model's FFN uses "
                     + activation(c) + "; use --mode dense, naive or hybrid");
         }
-        this.predictors = o.mode() == Mode.FLASH && o.selector() == Selector.TRAINED ? readPredictors(b) : null;
-        boolean synth = o.mode() == Mode.FLASH && o.selector() == Selector.SYNTHETIC;
-        this.synthetic = synth ? SyntheticActivity.calibrate(g.dFfn(), o.synthetic()) : null;
-        if (synth && o.emulatedPredictorRank() > 0) {
-            java.util.SplittableRandom rnd = new java.util.SplittableRandom(o.synthetic().seed());
-            for (int l = 0; l < g.layers(); l++) {
-                emulated.add(randomPredictor(l, o.emulatedPredictorRank(), rnd));
-                if (o.lookahead() && l + 1 < g.layers()) {
-                    emulatedLookahead.add(randomPredictor(l + 1, o.emulatedPredictorRank(), rnd));
-                }
-            }
-        }
-        long[] split = residentSplit(b.manifest());
-        long attention = split[0], embeddings = split[1];
-        this.modelBytes = b.manifest().resident().size() + b.manifest().ffn().size();
-        this.budgetBytes = o.budget() == null ? -1 : o.budget().resolve(modelBytes);
-        int context = Math.min(o.contextTokens(), c.maxPositions());
-        long kv = MemoryPlan.kvCacheBytes(c, context, o.kvType());
-        long predictorBytes = 0;
-        List<LayerPredictor> all = new ArrayList<>(predictors != null ? predictors.layers() : emulated);
-        all.addAll(predictors != null && o.lookahead() ? lookaheads(predictors) : emulatedLookahead);
-        for (LayerPredictor p : all) {
-            predictorBytes += p.dense() ? 0 : 4L * (p.a().length + p.b().length + p.c().length);
-        }
-        int layers = g.layers(), f = g.dFfn();
-        int span = MemoryPlan.span(context);
-        double[] density = expectedDensity(layers);
-        long scratch = activationScratchBytes(c, span, o.mode() == Mode.FLASH ? 0 : f);
-        long streamHalf = 0;
-        if (o.mode() == Mode.FLASH) {
-            int cap = f;  // the per-layer arrays are sized by the capacity; bound them by f
-            scratch += layers * (4L * (3L * f + 8L * cap) + 4L * g.dModel());
-            // A prompt's sets: each token's predicted set, twice (the sets and a tile's row lists).
-            double maxDensity = 0;
-            for (double x : density) {
-                maxDensity = Math.max(maxDensity, x);
-            }
-            scratch += 8L * span * (long) Math.ceil(Math.min(1.0, maxDensity * SET_HEADROOM) * f) + 16L * f;
-            streamHalf = Math.min(STREAM_HALF_BYTES, FfnGeometry.alignUp(StreamedFfn.bytesFor(g, f), 4096));
-        }
+        this.source = o.mode() == Mode.FLASH ? o.selectorSource() : null;
+        this.predictors = o.mode() == Mode.FLASH && source == null && o.selector() == Selector.TRAINED ? readPredictors(b) : null;
         IoEngine engine = IoEngine.open(b.dir().resolve(b.manifest().ffn().file()), o.ioThreads(), o.direct(), MAX_GAP, MAX_RUN_BYTES);
         try {
-            long buffers = engine.maxBufferBytes() + scratch + 2 * streamHalf;
-            long fixed = attention + embeddings + kv + predictorBytes + buffers;
-            String parts = "resident weights " + mb(attention + embeddings) + " + KV cache " + mb(kv) + " (" + o.kvType().name().toLowerCase(Locale.ROOT)
-                    + ") for " + context + " tokens + predictors " + mb(predictorBytes) + " + buffers " + mb(buffers)
-                    + " for " + o.ioThreads() + " I/O threads";
-            if (budgetBytes < 0) {
-                // No budget: room for every neuron in DRAM (flash caches, hybrid) or one layer (naive).
-                budgetBytes = fixed + switch (o.mode()) {
-                    case FLASH -> (long) layers * f * FlashFfn.cacheStride(g);
-                    case HYBRID -> layers * StreamedFfn.bytesFor(g, f);
-                    case NAIVE -> StreamedFfn.bytesFor(g, f);
-                };
-            }
-            long room = budgetBytes - fixed;
-            long neuronBytes;
-            int[] rows = new int[layers];
-            int resident = 0;
+            this.plan = new FlashPlan(o, b, predictors, source, engine.maxBufferBytes());
             MemorySegment stream = null;
-            FlashFfn.PrefillPlan plan = FlashFfn.PrefillPlan.RANDOM_ONLY;
+            FlashFfn.PrefillPlan prefill = FlashFfn.PrefillPlan.RANDOM_ONLY;
             if (o.mode() == Mode.FLASH) {
-                long cs = FlashFfn.cacheStride(g);
-                int[] floor = setFloors(density);
-                long floorRows = 0;
-                for (int x : floor) {
-                    floorRows += x;
+                int[] rows = plan.rows();
+                for (int l = 0; l < g.layers(); l++) {
+                    caches.add(new NeuronCache(g.dFfn(), rows[l], FlashFfn.cacheStride(g)));
                 }
-                long min = fixed + floorRows * cs;
-                if (budgetBytes < min) {
-                    long perToken = MemoryPlan.kvCacheBytes(c, 1, o.kvType());
-                    long fitTokens = (budgetBytes - (min - kv)) / perToken;
-                    throw new LlmflashException(String.format(Locale.ROOT,
-                            "--memory %s is below the %s that --mode flash needs for this request (%s + a neuron cache of %d rows, "
-                                    + "each layer's predicted set per token with %.0f%% headroom); raise --memory to at least %s%s",
-                            budgetLabel(), mb(min), parts, floorRows, (SET_HEADROOM - 1) * 100, mbUp(min),
-                            fitTokens >= 1 ? ", or ask for at most " + Math.min(fitTokens, context - 1) + " tokens (prompt + new tokens)"
-                                    : ""));
-                }
-                planCaches(rows, room / cs, density, floor);
-                neuronBytes = 0;
-                for (int l = 0; l < layers; l++) {
-                    caches.add(new NeuronCache(f, rows[l], cs));
-                    neuronBytes += rows[l] * cs;
-                }
-                stream = arena.allocate(2 * streamHalf, 4096);
-                buffers = buffers - 2 * streamHalf + stream.byteSize();
-                plan = o.prefill() == FlashFfn.PrefillPlan.Policy.AUTO
+                stream = arena.allocate(2 * plan.streamHalf(), 4096);
+                prefill = o.prefill() == FlashFfn.PrefillPlan.Policy.AUTO
                         ? ReadSpeeds.measure(engine, g, stream).plan(stream)
                         : new FlashFfn.PrefillPlan(stream, 1, 1, o.prefill());
-            } else {
-                long layerBytes = StreamedFfn.bytesFor(g, f);
-                refuseBelow(fixed + layerBytes, parts + " + one layer's FFN buffer " + mb(layerBytes));
-                if (o.mode() == Mode.HYBRID) {
-                    resident = hybridResident(room);
-                }
-                neuronBytes = resident == 0 ? 0 : layers * StreamedFfn.bytesFor(g, resident);
-                long streamBytes = resident == f ? 0 : StreamedFfn.bytesFor(g, f - resident);
-                stream = streamBytes == 0 ? null : arena.allocate(streamBytes, 4096);
-                buffers += streamBytes;
+            } else if (plan.streamBytes() > 0) {
+                stream = arena.allocate(plan.streamBytes(), 4096);
             }
             this.io = engine;
-            this.rowsPerLayer = rows;
-            this.hybridResident = resident;
             this.streamBuffer = stream;
-            this.prefillPlan = plan;
-            this.memory = new MemoryReport(budgetBytes, attention, embeddings, predictorBytes, neuronBytes, kv, buffers);
+            this.prefillPlan = prefill;
         } catch (RuntimeException e) {
             engine.close();
             caches.forEach(NeuronCache::close);
             arena.close();
             throw e;
         }
-    }
-
-    /** Headroom of the neuron cache over a layer's mean predicted set: per-token sets vary around the mean. */
-    static final double SET_HEADROOM = 1.1;
-    /** Half of the prefill streaming buffer: large sequential reads, one piece computing while the next is read. */
-    static final long STREAM_HALF_BYTES = 4L << 20;
-    /** Look-ahead recall of synthetic activity when none is given: measured on the checked-in models (docs/RUNTIME.md). */
-    public static final double DEFAULT_LOOKAHEAD_RECALL = 0.9;
-
-    private LayerPredictor randomPredictor(int layer, int r, java.util.SplittableRandom rnd) {
-        int d = g.dModel(), f = g.dFfn();
-        float[] a = new float[r * d], pb = new float[f * r], bias = new float[f];
-        for (int i = 0; i < a.length; i++) {
-            a[i] = (float) ((rnd.nextDouble() - 0.5) / Math.sqrt(d));
-        }
-        for (int i = 0; i < pb.length; i++) {
-            pb[i] = (float) ((rnd.nextDouble() - 0.5) / Math.sqrt(r));
-        }
-        return new LayerPredictor(layer, false, r, 0.5f, a, pb, bias);
-    }
-
-    /** The bundle's look-ahead predictors that exist (reading layer l's input, predicting layer l+1). */
-    private static List<LayerPredictor> lookaheads(Predictors p) {
-        List<LayerPredictor> out = new ArrayList<>();
-        for (int l = 0; l + 1 < p.layers().size(); l++) {
-            LayerPredictor la = p.lookahead(l);
-            if (la != null && !la.dense()) {
-                out.add(la);
-            }
-        }
-        return out;
-    }
-
-    /**
-     * Per layer the fewest cache rows the plan accepts: the layer's mean predicted set with
-     * {@link #SET_HEADROOM}, so that decode does not overflow; a layer kept dense (it needs every neuron
-     * each token) only its streaming rows; with no density known (oracle, predictors without the
-     * trainer's figures) one row.
-     */
-    private int[] setFloors(double[] density) {
-        int f = g.dFfn();
-        int[] floor = new int[density.length];
-        for (int l = 0; l < floor.length; l++) {
-            boolean dense = predictors != null && predictors.layer(l).dense();
-            floor[l] = dense ? denseStreamRows() : densityKnown[l] ? (int) Math.min(f, Math.ceil(density[l] * f * SET_HEADROOM)) : 1;
-        }
-        return floor;
-    }
-
-    private int denseStreamRows() {
-        return (int) Math.max(1, Math.min(g.dFfn(), (256 << 10) / FlashFfn.cacheStride(g)));
-    }
-
-    private String budgetLabel() {
-        return options.budget() == null ? "(none)" : options.budget().bytes() >= 0 ? options.budget().toString()
-                : options.budget() + " (" + mb(budgetBytes) + ")";
     }
 
     /**
@@ -416,126 +249,6 @@ public final class FlashRuntime implements AutoCloseable {
             b.close();
             throw e;
         }
-    }
-
-    private void refuseBelow(long min, String parts) {
-        if (budgetBytes < min) {
-            throw new LlmflashException(String.format(Locale.ROOT,
-                    "--memory %s is below the %s that --mode %s needs for this model (%s); raise --memory to at least %s",
-                    budgetLabel(), mb(min), options.mode().name().toLowerCase(Locale.ROOT), parts, mbUp(min)));
-        }
-    }
-
-    /**
-     * Splits {@code totalRows} cache rows over the layers: first each layer's floor (its predicted set
-     * with headroom), then the rest in proportion to each layer's expected active set (the predicted
-     * density the trainer measured, 1 for a layer kept dense, equal shares when unknown, as with the
-     * oracle), capped at f per layer with what a capped layer cannot use given to the others
-     * (water-filling). A layer kept dense needs all f neurons every token: its cache helps only if it
-     * holds the whole layer, so when the dense layers would take more than half the rows they keep just
-     * their streaming rows (the overflow path) and the rows go to predicted layers.
-     */
-    private void planCaches(int[] rows, long totalRows, double[] w, int[] floor) {
-        int layers = rows.length, f = g.dFfn();
-        boolean[] capped = new boolean[layers];
-        long left = totalRows;
-        for (int l = 0; l < layers; l++) {
-            rows[l] = floor[l];
-            left -= floor[l];
-        }
-        long denseRows = 0;
-        for (int l = 0; l < layers; l++) {
-            denseRows += predictors != null && predictors.layer(l).dense() ? f : 0;
-        }
-        if (denseRows > 0 && denseRows > totalRows / 2) {
-            for (int l = 0; l < layers; l++) {
-                capped[l] |= predictors.layer(l).dense();
-            }
-        }
-        while (left > 0) {
-            double sum = 0;
-            for (int l = 0; l < layers; l++) {
-                sum += capped[l] ? 0 : w[l];
-            }
-            if (sum == 0) {
-                return;
-            }
-            boolean changed = false;
-            for (int l = 0; l < layers; l++) {
-                if (!capped[l] && rows[l] + left * w[l] / sum >= f) {
-                    capped[l] = true;
-                    left -= f - rows[l];
-                    rows[l] = f;
-                    changed = true;
-                }
-            }
-            if (!changed) {
-                long share = left;
-                for (int l = 0; l < layers; l++) {
-                    if (!capped[l]) {
-                        int add = (int) Math.floor(Math.max(0, share) * w[l] / sum);
-                        rows[l] = Math.min(f, rows[l] + add);
-                        left -= add;
-                    }
-                }
-                return;
-            }
-        }
-    }
-
-    /**
-     * Per layer the expected share of neurons predicted per token: the trainer's predicted density (1 for
-     * dense layers), the synthetic density, else 1 for every layer.
-     */
-    private double[] expectedDensity(int layers) {
-        double[] w = new double[layers];
-        java.util.Arrays.fill(w, synthetic != null ? synthetic.params().density() : 1.0);
-        densityKnown = new boolean[layers];
-        java.util.Arrays.fill(densityKnown, synthetic != null);
-        if (predictors == null) {
-            return w;
-        }
-        Object info = predictors.trainingInfo().get("layers");
-        if (info instanceof List<?> list) {
-            for (Object o : list) {
-                if (o instanceof java.util.Map<?, ?> m && m.get("layer") instanceof Number l && l.intValue() >= 0
-                        && l.intValue() < layers && m.get("predicted_density") instanceof Number d && d.doubleValue() > 0) {
-                    w[l.intValue()] = Math.min(1.0, d.doubleValue());
-                    densityKnown[l.intValue()] = true;
-                }
-            }
-        }
-        for (int l = 0; l < layers; l++) {
-            if (predictors.layer(l).dense()) {
-                w[l] = 1.0;
-            }
-        }
-        return w;
-    }
-
-    /** Hybrid's R: the most neurons per layer that fit next to the stream buffer, a multiple that keeps reads aligned. */
-    private int hybridResident(long room) {
-        int f = g.dFfn(), layers = g.layers();
-        long per = FlashFfn.bytesPerNeuron(g);
-        int step = (int) Math.max(1, 4096 / gcd(g.stride(), 4096));
-        int best = 0;
-        // room must hold layers x bytesFor(R) + bytesFor(f - R); bytesFor is near-linear, so search downwards.
-        int guess = layers == 1 ? f : (int) Math.min(f, Math.max(0, (room - StreamedFfn.bytesFor(g, f)) / ((layers - 1) * per)));
-        for (int r = guess - guess % step; r >= 0; r -= step) {
-            long need = layers * (r == 0 ? 0 : StreamedFfn.bytesFor(g, r)) + (r == f ? 0 : StreamedFfn.bytesFor(g, f - r));
-            if (need <= room) {
-                best = r;
-                break;
-            }
-        }
-        if (layers * StreamedFfn.bytesFor(g, f) <= room) {
-            best = f;
-        }
-        return best;
-    }
-
-    private static long gcd(long a, long b) {
-        return b == 0 ? a : gcd(b, a % b);
     }
 
     /**
@@ -565,12 +278,12 @@ public final class FlashRuntime implements AutoCloseable {
                 return ffnL;
             }
             MemorySegment residentRows = null;
-            if (hybridResident > 0) {
-                residentRows = arena.allocate(StreamedFfn.bytesFor(g, hybridResident), 4096);
-                IoEngine.Pending p = io.submit(StreamedFfn.reads(g, block, 0, hybridResident, residentRows));
+            if (plan.hybridResident() > 0) {
+                residentRows = arena.allocate(StreamedFfn.bytesFor(g, plan.hybridResident()), 4096);
+                IoEngine.Pending p = io.submit(StreamedFfn.reads(g, block, 0, plan.hybridResident(), residentRows));
                 p.await();
             }
-            return new StreamedFfn(g, block, hybridResident, residentRows, streamBuffer, io, n.upBias(), n.downBias(),
+            return new StreamedFfn(g, block, plan.hybridResident(), residentRows, streamBuffer, io, n.upBias(), n.downBias(),
                     n.act(), metrics);
         };
     }
@@ -581,14 +294,10 @@ public final class FlashRuntime implements AutoCloseable {
      * none (the oracle; a target layer kept dense; a bundle trained without look-ahead predictors).
      */
     private ActiveSelector[] lookahead(int from, ActiveSelector own) {
+        if (source != null) {
+            return source.lookahead(from, own);
+        }
         return switch (options.selector()) {
-            case SYNTHETIC -> {
-                ActiveSelector[] pair = ActiveSelector.peeked(own, options.lookaheadRecall(), options.synthetic().seed() * 31 + from);
-                if (from < emulatedLookahead.size()) {
-                    pair[1] = ActiveSelector.costing(pair[1], ActiveSelector.trained(emulatedLookahead.get(from)));
-                }
-                yield pair;
-            }
             case TRAINED -> {
                 LayerPredictor la = predictors.lookahead(from);
                 yield new ActiveSelector[]{own, la == null || la.dense() || predictors.layer(from + 1).dense() ? null
@@ -599,9 +308,8 @@ public final class FlashRuntime implements AutoCloseable {
     }
 
     private ActiveSelector selector(int layer, NeuronMajorFfn n) {
-        if (options.selector() == Selector.SYNTHETIC) {
-            ActiveSelector s = synthetic.selector(layer);
-            return emulated.isEmpty() ? s : ActiveSelector.costing(s, ActiveSelector.trained(emulated.get(layer)));
+        if (source != null) {
+            return source.layer(layer);
         }
         if (options.selector() == Selector.ORACLE) {
             if (oracleKernels == null) {
@@ -626,47 +334,7 @@ public final class FlashRuntime implements AutoCloseable {
      * for {@code contextTokens}; activation scratch as buffers. No budget ({@code budget_bytes} -1).
      */
     public static MemoryReport mappedMemory(Path dir, int contextTokens) {
-        long attention = 0, embeddings = 0, ffn = 0;
-        ModelConfig c;
-        if (Bundle.looksLikeBundle(dir)) {
-            try (Bundle b = Bundle.open(dir)) {
-                c = b.config();
-                long[] split = residentSplit(b.manifest());
-                attention = split[0];
-                embeddings = split[1];
-                ffn = b.manifest().ffn().size();
-            }
-        } else {
-            try (var hf = dev.llmflash.formats.hf.HfCheckpoint.open(dir)) {
-                c = hf.config();
-                for (String name : hf.weights().tensorNames()) {
-                    long bytes = hf.weights().tensor(name).data().byteSize();
-                    if (name.matches(".*\\.(fc1|fc2|dense_h_to_4h|dense_4h_to_h)\\.weight")) {
-                        ffn += bytes;
-                    } else if (isEmbedding(name)) {
-                        embeddings += bytes;
-                    } else {
-                        attention += bytes;
-                    }
-                }
-            }
-        }
-        int context = Math.min(contextTokens, c.maxPositions());
-        return new MemoryReport(-1, attention, embeddings, 0, ffn, MemoryPlan.kvCacheBytes(c, context, LanguageModel.DEFAULT_KV),
-                activationScratchBytes(c, MemoryPlan.span(context), c.ffnSize()));
-    }
-
-    /** The resident file's bytes as {attention (and norms, biases), embeddings}. */
-    private static long[] residentSplit(BundleManifest m) {
-        long[] split = new long[2];
-        for (BundleManifest.ResidentTensor t : m.resident().tensors()) {
-            split[isEmbedding(t.name()) ? 1 : 0] += t.length();
-        }
-        return split;
-    }
-
-    static boolean isEmbedding(String name) {
-        return name.contains("embed") || name.startsWith("lm_head") || name.contains("word_embeddings");
+        return FlashPlan.mappedMemory(dir, contextTokens);
     }
 
     private static String activation(ModelConfig c) {
@@ -676,27 +344,6 @@ public final class FlashRuntime implements AutoCloseable {
         };
     }
 
-    /**
-     * Activation scratch of one sequence state whose layer-major passes hold {@code span} token rows
-     * ({@code ffnScratch} FFN floats per row: f for the FFNs that compute every neuron, 0 for flash) and
-     * the logits.
-     */
-    static long activationScratchBytes(ModelConfig c, int span, int ffnScratch) {
-        long floats = switch (c) {
-            case OptConfig o -> OptModel.activationFloats(o, span, ffnScratch);
-            case FalconConfig fc -> FalconModel.activationFloats(fc, span, ffnScratch);
-        };
-        return 4L * (floats + c.vocabSize());
-    }
-
-    static String mb(long bytes) {
-        return RunReport.human(bytes);
-    }
-
-    /** At least {@code bytes}, as a --memory value: MiB rounded up to two decimals. */
-    static String mbUp(long bytes) {
-        return String.format(Locale.ROOT, "%.2fM", Math.ceil(bytes * 100.0 / (1L << 20)) / 100.0);
-    }
 
     public Options options() {
         return options;
@@ -707,7 +354,7 @@ public final class FlashRuntime implements AutoCloseable {
     }
 
     public MemoryReport memory() {
-        return memory;
+        return plan.memory();
     }
 
     public IoEngine io() {
@@ -716,16 +363,16 @@ public final class FlashRuntime implements AutoCloseable {
 
     /** Bytes of the whole model (resident file + ffn.bin): what "--memory 50%" is a share of. */
     public long modelBytes() {
-        return modelBytes;
+        return plan.modelBytes();
     }
 
     public long budgetBytes() {
-        return budgetBytes;
+        return plan.budgetBytes();
     }
 
     /** Flash: cache rows of each layer. */
     public int[] cacheRows() {
-        return rowsPerLayer.clone();
+        return plan.rows();
     }
 
     /** Flash: rows in use, summed over layers. */
@@ -758,12 +405,12 @@ public final class FlashRuntime implements AutoCloseable {
 
     /** Hybrid: neurons per layer held in DRAM. */
     public int hybridResident() {
-        return hybridResident;
+        return plan.hybridResident();
     }
 
-    /** The synthetic activity in use, or null. */
-    public SyntheticActivity synthetic() {
-        return synthetic;
+    /** Flash: the supplied source of active sets in use, or null. */
+    public SelectorSource selectorSource() {
+        return source;
     }
 
     public FfnGeometry geometry() {

@@ -72,7 +72,8 @@ public final class RunReport {
         r.extra.put("io_threads", rt.io().threads());
         if (rt.options().mode() == FlashRuntime.Mode.FLASH) {
             r.extra.put("window", rt.options().window() < 0 ? "largest" : rt.options().window());
-            r.extra.put("selector", rt.options().selector().name().toLowerCase(Locale.ROOT));
+            r.extra.put("selector", rt.selectorSource() != null ? rt.selectorSource().name()
+                    : rt.options().selector().name().toLowerCase(Locale.ROOT));
             r.extra.put("lookahead", rt.lookaheadLayers());
             r.extra.put("prefill_plan", rt.prefillPlanJson());
             r.extra.put("cache_rows_per_layer", Arrays.stream(rt.cacheRows()).boxed().toList());
@@ -87,16 +88,8 @@ public final class RunReport {
         r.extra.put("layout", rt.geometry().layout().name().toLowerCase(Locale.ROOT));
         long rowBytes = FlashFfn.cacheStride(rt.geometry());
         r.cacheBytesUsed = () -> rt.cacheRowsUsed() * rowBytes;
-        if (rt.synthetic() != null) {
-            SyntheticActivity.Params p = rt.synthetic().params();
-            Map<String, Object> a = new LinkedHashMap<>();
-            a.put("density", p.density());
-            a.put("new_per_token", p.newPerToken());
-            a.put("calibration_window", p.window());
-            a.put("seed", p.seed());
-            a.put("persistence", rt.synthetic().persistence());
-            a.put("emulated_predictor_rank", rt.options().emulatedPredictorRank());
-            r.extra.put("synthetic_activity", a);
+        if (rt.selectorSource() != null) {
+            r.extra.putAll(rt.selectorSource().describe());
         }
         return r;
     }

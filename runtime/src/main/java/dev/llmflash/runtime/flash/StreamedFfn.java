@@ -7,7 +7,7 @@ import dev.llmflash.runtime.ffn.Activation;
 import dev.llmflash.runtime.ffn.Ffn;
 import dev.llmflash.runtime.io.IoEngine;
 import dev.llmflash.runtime.kernels.Kernels;
-import dev.llmflash.runtime.model.Ops;
+import dev.llmflash.runtime.kernels.Ops;
 
 import java.lang.foreign.MemorySegment;
 import java.util.Arrays;

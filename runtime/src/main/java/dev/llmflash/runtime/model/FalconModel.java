@@ -9,6 +9,8 @@ import dev.llmflash.runtime.ffn.Ffn;
 import dev.llmflash.runtime.ffn.FfnSource;
 import dev.llmflash.runtime.ffn.FfnWrapper;
 import dev.llmflash.runtime.kernels.Kernels;
+import dev.llmflash.runtime.kernels.Ops;
+import dev.llmflash.runtime.weights.Matrix;
 
 /**
  * Falcon, exactly as HF's {@code modeling_falcon.py}: a fused query_key_value projection split by

@@ -3,6 +3,7 @@ package dev.llmflash.runtime.model;
 import dev.llmflash.formats.tensor.DType;
 import dev.llmflash.runtime.kernels.VectorKernels;
 import dev.llmflash.runtime.kernels.VectorOps;
+import dev.llmflash.runtime.kernels.Ops;
 
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
@@ -22,7 +23,7 @@ import java.lang.foreign.ValueLayout;
  */
 class KvState implements LanguageModel.State {
     /** Most tokens one layer-major pass processes at once; longer prompts go in spans of this many. */
-    static final int PREFILL_SPAN = dev.llmflash.runtime.budget.MemoryPlan.PREFILL_SPAN;
+    static final int PREFILL_SPAN = LanguageModel.PREFILL_SPAN;
 
     private static final ValueLayout.OfShort F16_LE = ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(java.nio.ByteOrder.LITTLE_ENDIAN);
     private static final ValueLayout.OfFloat F32_LE = ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(java.nio.ByteOrder.LITTLE_ENDIAN);

@@ -24,6 +24,9 @@ public interface LanguageModel extends AutoCloseable {
     /** The default KV cache element type: f16 (half the bytes; see {@link KvState}). */
     DType DEFAULT_KV = DType.F16;
 
+    /** Most tokens one layer-major pass of the forward holds at once (the prompt, up to this). */
+    int PREFILL_SPAN = 1024;
+
     /** As {@link #newState(int)} with the KV cache stored as {@code kv} (F16 or F32). */
     State newState(int maxTokens, DType kv);
 

@@ -9,6 +9,8 @@ import dev.llmflash.runtime.ffn.Ffn;
 import dev.llmflash.runtime.ffn.FfnSource;
 import dev.llmflash.runtime.ffn.FfnWrapper;
 import dev.llmflash.runtime.kernels.Kernels;
+import dev.llmflash.runtime.kernels.Ops;
+import dev.llmflash.runtime.weights.Matrix;
 
 /**
  * OPT (Zhang et al. 2022), exactly as HF's {@code modeling_opt.py}: learned positions offset by 2,

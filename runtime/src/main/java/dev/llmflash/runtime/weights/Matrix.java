@@ -1,10 +1,11 @@
-package dev.llmflash.runtime.model;
+package dev.llmflash.runtime.weights;
 
 import dev.llmflash.formats.FormatException;
 import dev.llmflash.formats.checkpoint.Checkpoint;
 import dev.llmflash.formats.tensor.DType;
 import dev.llmflash.formats.tensor.Tensor;
 import dev.llmflash.runtime.kernels.Kernels;
+import dev.llmflash.runtime.kernels.Ops;
 
 import java.lang.foreign.MemorySegment;
 import java.util.Arrays;

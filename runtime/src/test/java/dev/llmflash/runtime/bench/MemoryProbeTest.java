@@ -1,4 +1,4 @@
-package dev.llmflash.runtime.kernels;
+package dev.llmflash.runtime.bench;
 
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;

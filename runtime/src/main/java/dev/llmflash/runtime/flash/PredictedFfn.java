@@ -1,8 +1,9 @@
-package dev.llmflash.runtime.ffn;
+package dev.llmflash.runtime.flash;
 
 import dev.llmflash.formats.predictor.LayerPredictor;
+import dev.llmflash.runtime.ffn.Ffn;
+import dev.llmflash.runtime.ffn.NeuronMajorFfn;
 import dev.llmflash.runtime.kernels.Kernels;
-import dev.llmflash.runtime.flash.ActiveSelector;
 
 import java.util.concurrent.atomic.LongAdder;
 

@@ -1,4 +1,4 @@
-package dev.llmflash.runtime.model;
+package dev.llmflash.runtime.kernels;
 
 /**
  * Small element-wise kernels of the forward passes, over f32 rows inside larger arrays

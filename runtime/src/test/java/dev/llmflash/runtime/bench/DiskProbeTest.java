@@ -1,8 +1,8 @@
-package dev.llmflash.runtime.io;
+package dev.llmflash.runtime.bench;
 
 import com.sun.nio.file.ExtendedOpenOption;
 import dev.llmflash.formats.FormatException;
-import dev.llmflash.runtime.io.DiskProbe.Result;
+import dev.llmflash.runtime.bench.DiskProbe.Result;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;

@@ -1,5 +1,7 @@
-package dev.llmflash.runtime.flash;
+package dev.llmflash.runtime.bench;
 
+import dev.llmflash.runtime.flash.ActiveSelector;
+import dev.llmflash.runtime.flash.NeuronCache;
 import org.junit.jupiter.api.Test;
 
 import java.util.ArrayDeque;

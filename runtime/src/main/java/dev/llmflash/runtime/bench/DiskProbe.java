@@ -1,8 +1,9 @@
-package dev.llmflash.runtime.io;
+package dev.llmflash.runtime.bench;
 
 import com.sun.nio.file.ExtendedOpenOption;
 import dev.llmflash.formats.FormatException;
 import dev.llmflash.formats.LlmflashException;
+import dev.llmflash.runtime.io.IoEngine;
 
 import java.io.IOException;
 import java.lang.foreign.Arena;

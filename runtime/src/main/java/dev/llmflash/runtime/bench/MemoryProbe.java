@@ -1,4 +1,4 @@
-package dev.llmflash.runtime.kernels;
+package dev.llmflash.runtime.bench;
 
 import dev.llmflash.formats.LlmflashException;
 import jdk.incubator.vector.FloatVector;

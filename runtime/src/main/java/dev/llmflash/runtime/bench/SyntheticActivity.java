@@ -1,4 +1,6 @@
-package dev.llmflash.runtime.flash;
+package dev.llmflash.runtime.bench;
+
+import dev.llmflash.runtime.flash.ActiveSelector;
 
 import java.util.Arrays;
 import java.util.Locale;

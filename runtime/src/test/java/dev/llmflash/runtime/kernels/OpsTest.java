@@ -1,4 +1,4 @@
-package dev.llmflash.runtime.model;
+package dev.llmflash.runtime.kernels;
 
 import org.junit.jupiter.api.Test;
 

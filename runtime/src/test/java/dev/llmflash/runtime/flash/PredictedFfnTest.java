@@ -1,7 +1,11 @@
-package dev.llmflash.runtime.ffn;
+package dev.llmflash.runtime.flash;
 
 import dev.llmflash.formats.predictor.LayerPredictor;
 import dev.llmflash.formats.tensor.DType;
+import dev.llmflash.runtime.ffn.Activation;
+import dev.llmflash.runtime.ffn.Ffn;
+import dev.llmflash.runtime.ffn.NeuronMajorFfn;
+import dev.llmflash.runtime.ffn.RecordingFfn;
 import dev.llmflash.runtime.kernels.Kernels;
 import org.junit.jupiter.api.Test;
 
