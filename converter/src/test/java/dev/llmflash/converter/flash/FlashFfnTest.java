@@ -597,4 +597,77 @@ class FlashFfnTest {
         assertTrue(streamed > 0 && random > 0 && fallback > 0 && cases == 32,
                 "streamed " + streamed + ", random " + random + ", streamed for want of free slots " + fallback);
     }
+
+    /**
+     * The look-ahead: layer A, on each token, has layer B prefetch a scripted guess of B's next set (part
+     * of it plus neurons B will not need), with B's cache from every neuron down to below a set plus its
+     * guess. B's outputs stay the FFN over exactly its own set, every cached slot holds its neuron's
+     * bundle, the guessed neurons B needed were read ahead (not again), and the capacity holds.
+     */
+    @ParameterizedTest
+    @EnumSource(FfnLayout.class)
+    void aLookAheadPrefetchesWithoutChangingTheOutput(FfnLayout layout) throws IOException {
+        Layer la = Layer.read(bundles.get(layout), 0), lb = Layer.read(bundles.get(layout), 1);
+        FfnGeometry g = lb.g();
+        int d = g.dModel(), f = g.dFfn(), steps = 16;
+        int prefetchedUsed = 0, evictedForRoom = 0;
+        for (int window : new int[]{-1, 2}) {
+            for (int c32 : new int[]{32, 10, 5}) {
+                int capacity = f * c32 / 32;
+                int[][] setsA = script(5 + c32, f, steps), setsB = script(9 + c32, f, steps);
+                Random rnd = new Random(c32 * 7 + window);
+                int[][] guesses = new int[steps][];
+                for (int t = 0; t < steps; t++) {
+                    BitSet gs = new BitSet();
+                    for (int nr : setsB[t]) {
+                        if (rnd.nextDouble() < 0.7) {
+                            gs.set(nr);
+                        }
+                    }
+                    for (int k = 0; k < f / 16; k++) {
+                        gs.set(rnd.nextInt(f));
+                    }
+                    guesses[t] = gs.stream().toArray();
+                }
+                FlashMetrics metrics = new FlashMetrics();
+                try (NeuronCache ca = new NeuronCache(f, f, FlashFfn.cacheStride(g));
+                     NeuronCache cb = new NeuronCache(f, capacity, FlashFfn.cacheStride(g));
+                     IoEngine io = IoEngine.open(lb.ffnPath(), 4, true)) {
+                    FlashFfn a = new FlashFfn(0, g, g.blockOffset(0), ca, new Scripted(f, setsA), io, la.upBias(), la.downBias(), window, metrics);
+                    FlashFfn b = new FlashFfn(1, g, g.blockOffset(1), cb, new Scripted(f, setsB), io, lb.upBias(), lb.downBias(), window, metrics);
+                    a.chain(new Scripted(f, guesses), b);
+                    float[] x = new float[d], out = new float[d], h = new float[f];
+                    for (int t = 0; t < steps; t++) {
+                        String at = layout + " window " + window + " capacity " + capacity + " step " + (t + 1);
+                        for (int j = 0; j < d; j++) {
+                            x[j] = (float) rnd.nextGaussian();
+                        }
+                        a.forward(kernels, x, 1, h, out);
+                        FlashMetrics.Totals m0 = metrics.snapshot();
+                        b.forward(kernels, x, 1, h, out);
+                        FlashMetrics.Totals dm = metrics.snapshot().minus(m0);
+                        evictedForRoom += setsB[t].length <= capacity && dm.neuronsEvicted() > 0 ? 1 : 0;
+                        double[][] oracle = oracle(lb, bits(setsB[t]), x);
+                        for (int j = 0; j < d; j++) {
+                            double tol = REL_TOL * oracle[1][j] + 1e-6;
+                            if (Math.abs(out[j] - oracle[0][j]) > tol) {
+                                fail(at + ": output " + j + " = " + out[j] + ", oracle " + oracle[0][j]);
+                            }
+                        }
+                        assertTrue(cb.used() <= capacity, at);
+                        for (int r = 0; r < cb.capacity(); r++) {
+                            int nr = cb.neuronAt(r);
+                            if (nr >= 0) {
+                                assertEquals(-1, cb.rowSlice(r).asSlice(0, lb.neuronBytes()[nr].length)
+                                        .mismatch(MemorySegment.ofArray(lb.neuronBytes()[nr])), at + ": slot " + r + " holds neuron " + nr);
+                            }
+                        }
+                        prefetchedUsed += dm.prefetched() > 0 && dm.hits() > 0 ? 1 : 0;
+                    }
+                }
+            }
+        }
+        assertTrue(prefetchedUsed > 0, "prefetched neurons were used");
+        assertTrue(evictedForRoom > 0, "some tokens made room among the prefetched neurons");
+    }
 }

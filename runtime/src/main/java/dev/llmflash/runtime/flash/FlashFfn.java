@@ -114,6 +114,8 @@ public final class FlashFfn implements Ffn {
     private final int[] waitSlots;
     private final int[] waitNeurons;
     private final int[] ageCounts = new int[MAX_AGE + 1];
+    private final int[] mark;
+    private int stamp;
     private final List<IoEngine.Read> readList = new ArrayList<>();
     private long step;
 
@@ -168,6 +170,7 @@ public final class FlashFfn implements Ffn {
         this.prefill = prefill;
         int cap = cache.capacity();
         this.active = new int[f];
+        this.mark = new int[f];
         this.load = new int[f];
         this.loadSlots = new int[cap];
         this.hitSlots = new int[cap];
@@ -324,6 +327,12 @@ public final class FlashFfn implements Ffn {
             if (nLoad > cache.capacity() - cache.used()) {
                 evicted += cache.evictOlderThan(step - largestWindow(nLoad) + 1);
             }
+            if (nLoad > cache.capacity() - cache.used()) {
+                // Only neurons marked for this step are left: the look-ahead's that S does not need go
+                // (their reads must land first: a freed slot is about to be read into again).
+                awaitPrefetch();
+                evicted += evictOutside(n);
+            }
             metrics.windowSum += reach();
             int nHit = 0, nWait = 0;
             for (int i = 0; i < n; i++) {
@@ -387,6 +396,26 @@ public final class FlashFfn implements Ffn {
         for (int j = 0; j < d; j++) {
             out[outOff + j] = downBias == null ? acc[j] : acc[j] + downBias[j];
         }
+    }
+
+    /** Frees every cached neuron not in active[0..n); returns how many. */
+    private int evictOutside(int n) {
+        if (++stamp == 0) {
+            Arrays.fill(mark, 0);
+            stamp = 1;
+        }
+        for (int i = 0; i < n; i++) {
+            mark[active[i]] = stamp;
+        }
+        int evicted = 0;
+        for (int s = 0, cap = cache.capacity(); s < cap; s++) {
+            int nr = cache.neuronAtUnchecked(s);
+            if (nr >= 0 && mark[nr] != stamp) {
+                cache.evict(nr);
+                evicted++;
+            }
+        }
+        return evicted;
     }
 
     /** ReLU; a NaN stays NaN (as the dense path computes it). */
