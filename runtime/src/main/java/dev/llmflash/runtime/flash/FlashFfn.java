@@ -61,7 +61,7 @@ public final class FlashFfn implements Ffn {
     /** Ages beyond this are lumped together when choosing the window the cache allows. */
     private static final int MAX_AGE = 4096;
     /** f32 bytes of a prefill compute tile: the block converted once and reused by every token (L2-sized). */
-    private static final long TILE_F32_BYTES = 256 << 10;
+    private static final long TILE_F32_BYTES = 512 << 10;
 
     /**
      * How the prompt's union of active sets is read.

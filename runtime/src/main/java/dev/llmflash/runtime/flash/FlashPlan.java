@@ -80,7 +80,7 @@ final class FlashPlan {
         int layers = g.layers(), f = g.dFfn();
         int span = MemoryPlan.span(context);
         double[] density = expectedDensity(layers);
-        long scratch = activationScratchBytes(c, span, o.mode() == Mode.FLASH ? 0 : f);
+        long scratch = activationScratchBytes(c, context, o.mode() == Mode.FLASH ? 0 : f);
         long half = 0;
         if (o.mode() == Mode.FLASH) {
             int cap = f;  // the per-layer arrays are sized by the capacity; bound them by f
@@ -377,7 +377,7 @@ final class FlashPlan {
         }
         int context = Math.min(contextTokens, c.maxPositions());
         return new MemoryReport(-1, attention, embeddings, 0, ffn, MemoryPlan.kvCacheBytes(c, context, LanguageModel.DEFAULT_KV),
-                activationScratchBytes(c, MemoryPlan.span(context), c.ffnSize()));
+                activationScratchBytes(c, context, c.ffnSize()));
     }
 
     /** The resident file's bytes as {attention (and norms, biases), embeddings}. */
@@ -394,14 +394,14 @@ final class FlashPlan {
     }
 
     /**
-     * Activation scratch of one sequence state whose layer-major passes hold {@code span} token rows
-     * ({@code ffnScratch} FFN floats per row: f for the FFNs that compute every neuron, 0 for flash) and
-     * the logits.
+     * Activation scratch of one sequence state of {@code context} positions, whose layer-major passes
+     * hold up to 1024 token rows ({@code ffnScratch} FFN floats per row: f for the FFNs that compute
+     * every neuron, 0 for flash), its attention scratch, and the logits.
      */
-    static long activationScratchBytes(ModelConfig c, int span, int ffnScratch) {
+    static long activationScratchBytes(ModelConfig c, int context, int ffnScratch) {
         long floats = switch (c) {
-            case OptConfig o -> OptModel.activationFloats(o, span, ffnScratch);
-            case FalconConfig fc -> FalconModel.activationFloats(fc, span, ffnScratch);
+            case OptConfig o -> OptModel.activationFloats(o, context, ffnScratch);
+            case FalconConfig fc -> FalconModel.activationFloats(fc, context, ffnScratch);
         };
         return 4L * (floats + c.vocabSize());
     }

@@ -111,7 +111,7 @@ public final class FalconModel implements LanguageModel {
         final float[] x, a, mIn, qkv, q, kk, vv, att, o, ffn, cos, sin;
 
         State(FalconConfig c, int capacity, DType kv, int ffnScratchPerRow) {
-            super(c.numLayers(), capacity, c.numKvHeads() * c.headDim(), kv);
+            super(c.numLayers(), capacity, c.numKvHeads() * c.headDim(), c.headDim(), kv);
             int b = span, d = c.hiddenSize(), hd = c.headDim();
             x = new float[b * d];
             a = new float[b * d];
@@ -137,11 +137,13 @@ public final class FalconModel implements LanguageModel {
         return new State(cfg, maxTokens, kv, scratch);
     }
 
-    /** Floats of a state's activation buffers for {@code span} rows (what the budget counts as scratch). */
-    public static long activationFloats(FalconConfig c, int span, int ffnScratchPerRow) {
+    /** Floats of the activation buffers of a state of {@code capacity} positions (what the budget counts as scratch). */
+    public static long activationFloats(FalconConfig c, int capacity, int ffnScratchPerRow) {
         int d = c.hiddenSize(), hd = c.headDim();
         int kvDim = c.numKvHeads() * hd;
-        return (long) span * (6L * d + c.qkvRows() + (long) c.numHeads() * hd + 2L * kvDim + ffnScratchPerRow);
+        int span = Math.min(capacity, KvState.PREFILL_SPAN);
+        return (long) span * (6L * d + c.qkvRows() + (long) c.numHeads() * hd + 2L * kvDim + ffnScratchPerRow)
+                + KvState.attentionFloats(span, capacity, hd);
     }
 
     @Override
@@ -198,7 +200,7 @@ public final class FalconModel implements LanguageModel {
                 }
             }
             s.store(li, s.kk, s.vv, m);
-            s.attention(li, s.q, m, nh, nkv, hd, scale, s.att);
+            s.attention(k, li, s.q, m, nh, nkv, hd, scale, s.att);
             l.dense().apply(k, s.att, m, s.o, l.denseB());
 
             float[] mlpIn;

@@ -1,8 +1,8 @@
 package dev.llmflash.runtime.model;
 
 import dev.llmflash.formats.tensor.DType;
-import dev.llmflash.runtime.kernels.VectorKernels;
-import dev.llmflash.runtime.kernels.VectorOps;
+import dev.llmflash.runtime.kernels.Kernels;
+import dev.llmflash.runtime.kernels.Ops;
 import dev.llmflash.runtime.kernels.Ops;
 
 import java.lang.foreign.Arena;
@@ -35,11 +35,13 @@ class KvState implements LanguageModel.State {
     final DType kvType;
     final MemorySegment[] keys;   // [layer] capacity x kvDim elements of kvType
     final MemorySegment[] values; // [layer] capacity x kvDim elements of kvType
-    final float[] scores;   // [capacity], attention scratch
-    final float[] vrow;     // [kvDim], one value row as f32
+    final int headDim;
+    final float[] scores;   // [span x capacity]: one head's scores of every token in the pass
+    final float[] qh;       // [span x hd]: one head's queries, contiguous
+    final float[] oh;       // [span x hd]: one head's outputs
     int length;
 
-    KvState(int layers, int capacity, int kvDim, DType kvType) {
+    KvState(int layers, int capacity, int kvDim, int headDim, DType kvType) {
         if (capacity < 1) {
             throw new IllegalArgumentException("capacity must be >= 1, got " + capacity);
         }
@@ -58,8 +60,15 @@ class KvState implements LanguageModel.State {
             keys[l] = arena.allocate(bytes, 64);
             values[l] = arena.allocate(bytes, 64);
         }
-        this.scores = new float[capacity];
-        this.vrow = new float[kvDim];
+        this.headDim = headDim;
+        this.scores = new float[span * capacity];
+        this.qh = new float[span * headDim];
+        this.oh = new float[span * headDim];
+    }
+
+    /** Floats of the attention scratch of a state of {@code capacity} positions passing {@code span} tokens at once. */
+    static long attentionFloats(int span, int capacity, int headDim) {
+        return (long) span * capacity + 2L * span * headDim;
     }
 
     /** Bytes of a KV cache of {@code capacity} positions: 2 (keys, values) x layers x capacity x kvDim x element bytes. */
@@ -108,33 +117,47 @@ class KvState implements LanguageModel.State {
     /**
      * Causal multi-head attention for n new tokens at positions {@code length .. length+n-1}, whose
      * keys and values are already in the cache of {@code layer}. Query head h reads K/V head
-     * {@code h / (nh / nkv)} (grouped and multi-query attention). Scores and sums are f32 whatever
-     * the cache stores.
-     * Legend: nh = query heads, nkv = K/V heads, hd = head dim.
+     * {@code h / (nh / nkv)} (grouped and multi-query attention). Per head, as matrix kernels over the
+     * cache in its stored type: scores {@code S = Q_h K_h^T} (n x p, p = length + n, the cache's rows
+     * read at the K/V row stride), scaled, masked to each token's past and soft-maxed in f32, then
+     * {@code O_h = P V_h} (the transposed kernel: masked entries are exact zeros, skipped). For a prompt
+     * this is two matmuls per head instead of n x p dot products.
+     * Legend: nh = query heads, nkv = K/V heads, hd = head dim, p = positions attended.
      *
      * @param q   n x (nh*hd) queries
      * @param out n x (nh*hd) attention outputs (before the output projection)
      */
-    void attention(int layer, float[] q, int n, int nh, int nkv, int hd, float scale, float[] out) {
+    void attention(Kernels k, int layer, float[] q, int n, int nh, int nkv, int hd, float scale, float[] out) {
         MemorySegment kc = keys[layer];
         MemorySegment vc = values[layer];
         int eb = kvType.bytes();
         int group = nh / nkv;
         int qd = nh * hd;
-        for (int t = 0; t < n; t++) {
-            int p = length + t; // attends to positions 0..p
-            for (int h = 0; h < nh; h++) {
-                int qOff = t * qd + h * hd;
-                int kvOff = (h / group) * hd;
-                for (int j = 0; j <= p; j++) {
-                    scores[j] = VectorKernels.dotAt(kc, kvType, ((long) j * kvDim + kvOff) * eb, q, qOff, hd) * scale;
+        int p = length + n;
+        long rowBytes = (long) kvDim * eb;
+        for (int h = 0; h < nh; h++) {
+            int kvOff = (h / group) * hd;
+            for (int t = 0; t < n; t++) {
+                System.arraycopy(q, t * qd + h * hd, qh, t * hd, hd);
+            }
+            MemorySegment kh = kc.asSlice((long) kvOff * eb), vh = vc.asSlice((long) kvOff * eb);
+            if (n == 1) {
+                k.matvecStrided(kh, kvType, p, hd, rowBytes, qh, scores);
+            } else {
+                k.matmulStrided(kh, kvType, p, hd, rowBytes, qh, n, scores);
+            }
+            for (int t = 0; t < n; t++) {
+                int row = t * p, last = length + t; // token t attends to positions 0..last
+                for (int j = 0; j <= last; j++) {
+                    scores[row + j] *= scale;
                 }
-                Ops.softmax(scores, 0, p + 1);
-                java.util.Arrays.fill(out, qOff, qOff + hd, 0f);
-                for (int j = 0; j <= p; j++) {
-                    VectorKernels.toF32At(vc, kvType, ((long) j * kvDim + kvOff) * eb, vrow, 0, hd);
-                    VectorOps.axpy(scores[j], vrow, 0, out, qOff, hd);
-                }
+                Ops.softmax(scores, row, last + 1);
+                java.util.Arrays.fill(scores, row + last + 1, row + p, 0f);
+            }
+            java.util.Arrays.fill(oh, 0, n * hd, 0f);
+            k.matmulTransposedAcc(vh, kvType, p, hd, rowBytes, scores, n, oh);
+            for (int t = 0; t < n; t++) {
+                System.arraycopy(oh, t * hd, out, t * qd + h * hd, hd);
             }
         }
     }

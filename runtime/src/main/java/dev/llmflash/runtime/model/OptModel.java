@@ -109,7 +109,7 @@ public final class OptModel implements LanguageModel {
         final float[] x, h, q, kk, vv, att, ffn, emb, row;
 
         State(OptConfig c, int capacity, DType kv, int ffnScratchPerRow) {
-            super(c.numLayers(), capacity, c.hiddenSize(), kv);
+            super(c.numLayers(), capacity, c.hiddenSize(), c.headDim(), kv);
             int b = span, d = c.hiddenSize();
             x = new float[b * d];
             h = new float[b * d];
@@ -135,9 +135,11 @@ public final class OptModel implements LanguageModel {
         return new State(cfg, maxTokens, kv, scratch);
     }
 
-    /** Floats of a state's activation buffers for {@code span} rows (what the budget counts as scratch). */
-    public static long activationFloats(OptConfig c, int span, int ffnScratchPerRow) {
-        return (long) span * (6L * c.hiddenSize() + ffnScratchPerRow + c.wordEmbedProjDim());
+    /** Floats of the activation buffers of a state of {@code capacity} positions (what the budget counts as scratch). */
+    public static long activationFloats(OptConfig c, int capacity, int ffnScratchPerRow) {
+        int span = Math.min(capacity, KvState.PREFILL_SPAN);
+        return (long) span * (6L * c.hiddenSize() + ffnScratchPerRow + c.wordEmbedProjDim())
+                + KvState.attentionFloats(span, capacity, c.headDim());
     }
 
     @Override
@@ -190,7 +192,7 @@ public final class OptModel implements LanguageModel {
             l.wk().apply(k, s.h, m, s.kk, l.bk());
             l.wv().apply(k, s.h, m, s.vv, l.bv());
             s.store(li, s.kk, s.vv, m);
-            s.attention(li, s.q, m, nh, nh, hd, scale, s.att);
+            s.attention(k, li, s.q, m, nh, nh, hd, scale, s.att);
             l.wo().apply(k, s.att, m, s.h, l.bo());
             Ops.add(s.x, 0, s.h, 0, m * d);                      // residual
             if (!cfg.layerNormBefore()) {
