@@ -30,15 +30,16 @@ done
 out="$root/docs/figures/$shape"
 mkdir -p "$out"
 "$lf" bench --model "$work/$shape.bundle" --split-model "$work/$shape-split.bundle" --memory 50% \
-  --activity synthetic --predictor-rank "$rank" --isolate --prewarm --limits --window-sweep 1,2,3,4,5,6,8 --sweep-memory 75% --tokens 32 --warmup 4 \
+  --methods naive,hybrid,predictor,window,all-serial,all --activity synthetic --predictor-rank "$rank" --isolate --prewarm --limits --window-sweep 1,2,3,4,5,6,8 --sweep-memory 75% --tokens 32 --warmup 4 \
   --charts "$out" --json > "$out/bench.json"
 python3 - "$out/bench.json" <<'PY'
 import json, sys
 d = json.load(open(sys.argv[1]))
-print(f"{'method':10s} {'I/O wait':>9s} {'mem ms':>8s} {'compute':>9s} {'total ms':>9s} {'p50':>9s} {'p90':>9s} {'read/token':>11s} {'read GB/s':>9s} {'hit':>6s} {'peak RSS':>9s}")
+print(f"{'method':10s} {'I/O':>7s} {'overlap':>7s} {'I/O cpu':>7s} {'I/O wait':>9s} {'mem ms':>8s} {'compute':>9s} {'total ms':>9s} {'p50':>9s} {'p90':>9s} {'read/token':>11s} {'read GB/s':>9s} {'hit':>6s} {'peak RSS':>9s}")
 for m in d['methods'] + d.get('window_sweep', []):
     name = m['method'] + (f" K={m['window']}" if 'window' in m and m in d.get('window_sweep', []) else '')
-    print(f"{name:10s} {m['io_wait_ms']:9.1f} {m['mem_ms']:8.1f} {m['compute_ms']:9.1f} {m['total_ms']:9.1f} {m['total_ms_p50']:9.1f} {m['total_ms_p90']:9.1f} "
+    ov = m.get('overlap')
+    print(f"{name:10s} {m['io_ms']:7.1f} {'-' if ov is None else f'{100*ov:.0f}%':>7s} {m.get('io_cpu_ms', 0):7.1f} {m['io_wait_ms']:9.1f} {m['mem_ms']:8.1f} {m['compute_ms']:9.1f} {m['total_ms']:9.1f} {m['total_ms_p50']:9.1f} {m['total_ms_p90']:9.1f} "
           f"{m['bytes_read_per_token']/1e6:8.1f} MB {m['read_gbps']:9.3f} {100*m['cache_hit_rate']:5.1f}% {m['peak_rss_bytes']/2**30:6.2f} GiB")
 l = d['limits']
 print(json.dumps(l, indent=1))

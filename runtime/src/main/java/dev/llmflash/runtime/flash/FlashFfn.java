@@ -351,6 +351,7 @@ public final class FlashFfn implements Ffn {
             }
             List<IoEngine.Read> reads = reads(load, loadSlots, nLoad);
             metrics.addMem(System.nanoTime() - m0);
+            metrics.prefetchUsed += nWait;
             metrics.neuronsLoaded += nLoad;
             metrics.neuronsEvicted += evicted;
             metrics.hits += n - nLoad;

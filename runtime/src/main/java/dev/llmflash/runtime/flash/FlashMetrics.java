@@ -19,6 +19,7 @@ public final class FlashMetrics {
     long layerSteps;
     long overflows;
     long prefetched;
+    long prefetchUsed;
     long prefillStreamed;
 
     /** Adds time spent waiting for reads. */
@@ -48,18 +49,19 @@ public final class FlashMetrics {
      * @param layerSteps     (layer, token) pairs processed by a flash or streamed FFN
      * @param overflows      layer steps whose needed neurons exceeded the cache and were processed in parts
      * @param prefetched     neurons read ahead by a look-ahead prediction (counted in neuronsLoaded too)
+     * @param prefetchUsed   prefetched neurons the layer's own predictor then chose (hits whose read the look-ahead started)
      * @param prefillStreamed prompt layer passes that streamed the whole layer (the others read the union randomly)
      */
     public record Totals(long ioWaitNanos, long ioLatencyNanos, long memNanos, long bytesRequested, long neuronsLoaded,
                          long neuronsEvicted, long hits, long active, long windowSum, long layerSteps, long overflows,
-                         long prefetched, long prefillStreamed) {
+                         long prefetched, long prefetchUsed, long prefillStreamed) {
 
         /** this - earlier, field by field. */
         public Totals minus(Totals e) {
             return new Totals(ioWaitNanos - e.ioWaitNanos, ioLatencyNanos - e.ioLatencyNanos, memNanos - e.memNanos,
                     bytesRequested - e.bytesRequested, neuronsLoaded - e.neuronsLoaded, neuronsEvicted - e.neuronsEvicted,
                     hits - e.hits, active - e.active, windowSum - e.windowSum, layerSteps - e.layerSteps, overflows - e.overflows,
-                    prefetched - e.prefetched, prefillStreamed - e.prefillStreamed);
+                    prefetched - e.prefetched, prefetchUsed - e.prefetchUsed, prefillStreamed - e.prefillStreamed);
         }
 
         /** Share of needed neurons found in the cache (1 when nothing was needed). */
@@ -70,6 +72,6 @@ public final class FlashMetrics {
 
     public Totals snapshot() {
         return new Totals(ioWaitNanos, ioLatencyNanos, memNanos, bytesRequested, neuronsLoaded, neuronsEvicted, hits,
-                active, windowSum, layerSteps, overflows, prefetched, prefillStreamed);
+                active, windowSum, layerSteps, overflows, prefetched, prefetchUsed, prefillStreamed);
     }
 }

@@ -257,9 +257,11 @@ public final class RunReport {
         m.put("overflows", s.overflows());
         m.put("neuron_cache_used_bytes_max", cacheBytesUsedMax);
         List<Step> measured = perToken();
-        long cpu = 0, pre = 0, alloc = 0;
+        long cpu = 0, pre = 0, alloc = 0, used = 0, loadedAfter = 0;
         int tok = 0;
         for (Step x : measured) {
+            used += x.ffn().prefetchUsed();
+            loadedAfter += x.ffn().neuronsLoaded() - x.ffn().prefetched();
             cpu += x.ioCpuNanos();
             alloc += x.allocatedBytes();
             pre += x.ffn().prefetched();
@@ -268,6 +270,9 @@ public final class RunReport {
         // CPU the I/O threads used per token (both cores' worth: it competes with compute on a 2-core machine).
         m.put("io_cpu_ms", tok == 0 ? 0.0 : cpu / 1e6 / tok);
         m.put("prefetched_per_token", tok == 0 ? 0.0 : (double) pre / tok);
+        // Of the neurons a token had to read, the share whose read the look-ahead had already started.
+        m.put("lookahead_coverage", used + loadedAfter == 0 ? null : (double) used / (used + loadedAfter));
+        m.put("prefetch_precision", pre == 0 ? null : (double) used / pre);
         // Heap bytes allocated per token by the compute thread and the I/O threads (the hot path's garbage).
         m.put("allocated_bytes_per_token", tok == 0 ? 0.0 : (double) alloc / tok);
         m.putAll(extra);
