@@ -307,11 +307,11 @@ final class BenchCommand implements Callable<Integer> {
         } else {
             FlashRuntime.Options ro = o.runtimeOptions(ids.length + steps);
             if (activity.equals("synthetic") && ro.mode() == FlashRuntime.Mode.FLASH) {
-                ro = ro.withLookahead(!noLookahead);
+                ro = ro.withLookahead(!o.noLookahead);
                 if (Bundle.looksLikeBundle(o.model)) {  // else the runtime refuses the directory itself
                     FfnGeometry g = BundleManifest.read(o.model.resolve(Bundle.MANIFEST)).ffn().geometry();
                     ro = ro.withSelectorSource(SyntheticSelectors.of(new SyntheticActivity.Params(density, newPerToken,
-                            calibrationWindow, 1), predictorRank, !noLookahead, lookaheadRecall, g));
+                            calibrationWindow, 1), predictorRank, !o.noLookahead, lookaheadRecall, g));
                 }
             }
             opened = LoadedModel.open(o, tok, ro);

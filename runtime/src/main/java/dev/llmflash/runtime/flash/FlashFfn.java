@@ -269,8 +269,13 @@ public final class FlashFfn implements Ffn {
         int nLoad = cache.missingInto(predicted, n, load);
         cache.touch(predicted, n, next);  // kept for the next step
         int room = cache.capacity() - cache.used();
-        if (nLoad > room && window > 0) {
-            cache.evictOlderThan(next - window + 1);
+        if (nLoad > room) {
+            // Make room as the next token will: its window, then (largest window) the oldest steps.
+            int evicted = window > 0 ? cache.evictOlderThan(next - window + 1) : 0;
+            if (nLoad > cache.capacity() - cache.used()) {
+                evicted += cache.evictOlderThan(next - largestWindow(next, nLoad) + 1);
+            }
+            metrics.neuronsEvicted += evicted;
             room = cache.capacity() - cache.used();
         }
         nLoad = Math.min(nLoad, room);
@@ -430,10 +435,15 @@ public final class FlashFfn implements Ffn {
      * neurons and always stay.
      */
     private int largestWindow(int missing) {
+        return largestWindow(step, missing);
+    }
+
+    /** {@link #largestWindow(int)} as seen from step {@code at}. */
+    private int largestWindow(long at, int missing) {
         Arrays.fill(ageCounts, 0);
         for (int s = 0, cap = cache.capacity(); s < cap; s++) {
             if (cache.neuronAtUnchecked(s) >= 0) {
-                ageCounts[(int) Math.min(MAX_AGE, step - cache.lastActiveUnchecked(s))]++;
+                ageCounts[(int) Math.min(MAX_AGE, Math.max(0, at - cache.lastActiveUnchecked(s)))]++;
             }
         }
         int room = cache.capacity() - missing;
