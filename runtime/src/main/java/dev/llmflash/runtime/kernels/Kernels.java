@@ -92,9 +92,9 @@ public final class Kernels implements AutoCloseable {
     private float[] ffnA = new float[0];
     private int[] ffnPick = new int[0];
     private final float[][][] tokenBufs;
-    /** Per participant, in one transposed call: its partial sums were zeroed / it met an Inf or NaN. */
-    private final boolean[] touched;
-    private final boolean[] nonFinite;
+    /** accumulateByRows' partial sum and Inf/NaN flag per chunk. */
+    private float[][] chunkAcc = new float[0][];
+    private boolean[] chunkNonFinite = new boolean[0];
     private volatile boolean closed;
 
     public Kernels(int threads) {
@@ -111,8 +111,6 @@ public final class Kernels implements AutoCloseable {
         this.team = new WorkerTeam(threads, "llmflash-kernels-" + INSTANCES.incrementAndGet());
         this.scratch = new float[threads][];
         this.tokenBufs = new float[threads][][];
-        this.touched = new boolean[threads];
-        this.nonFinite = new boolean[threads];
     }
 
     public int threads() {
@@ -537,47 +535,37 @@ public final class Kernels implements AutoCloseable {
     }
 
     /**
-     * Row split: chunks of the active rows; participant p sums its chunks into scratch[p] (zeroed at
-     * its first chunk), then the caller adds the partials together and into y. If any participant
-     * met an Inf/NaN f16 weight, y is still untouched and the caller redoes the whole sum exactly.
+     * Row split: chunks of the active rows; each chunk is summed into its own partial (whichever thread
+     * claims it), then the caller adds the partials in chunk order and into y. If any chunk met an
+     * Inf/NaN f16 weight, y is still untouched and the caller redoes the whole sum exactly.
      */
     private void accumulateByRows(MemorySegment w, DType dt, int c, long stride, int[] rows, float[] hv, int m,
                                   float[] y, int yOff) {
         checkShared(w);
-        for (int k = 0; k < threads; k++) {
-            scratch(k, c);
-            touched[k] = false;
-            nonFinite[k] = false;
-        }
         int chunks = Math.clamp(m / 4, 1, threads * CHUNKS_PER_THREAD);
+        // One partial sum per chunk, added in chunk order: the result does not depend on which thread
+        // happened to claim which chunk (a loaded machine changes that), so it is reproducible.
+        if (chunkAcc.length < chunks || chunkAcc[0].length < c) {
+            chunkAcc = new float[chunks][Math.max(c, chunkAcc.length == 0 ? 0 : chunkAcc[0].length)];
+            chunkNonFinite = new boolean[chunks];
+        }
+        float[][] acc = chunkAcc;
+        boolean[] bad = chunkNonFinite;
         team.run((k, parts, who) -> {
-            float[] acc = scratch[who];
-            if (!touched[who]) {
-                Arrays.fill(acc, 0, c, 0f);
-                touched[who] = true;
-            }
-            if (!VectorKernels.accumulateRows(w, dt, stride, rows, hv, lo(m, k, parts), lo(m, k + 1, parts),
-                    0, c, acc, 0)) {
-                nonFinite[who] = true;
-            }
+            Arrays.fill(acc[k], 0, c, 0f);
+            bad[k] = !VectorKernels.accumulateRows(w, dt, stride, rows, hv, lo(m, k, parts), lo(m, k + 1, parts),
+                    0, c, acc[k], 0);
         }, chunks);
-        float[] sum = null;
-        for (int k = 0; k < threads; k++) {
-            if (nonFinite[k]) {
-                VectorKernels.accumulateRowsExact(w, dt, stride, rows, hv, 0, m, c, y, yOff, scratch[0]);
+        for (int k = 0; k < chunks; k++) {
+            if (bad[k]) {
+                VectorKernels.accumulateRowsExact(w, dt, stride, rows, hv, 0, m, c, y, yOff, scratch(0, c));
                 return;
             }
         }
-        for (int k = 0; k < threads; k++) {
-            if (touched[k]) {
-                if (sum == null) {
-                    sum = scratch[k];
-                } else {
-                    VectorOps.add(sum, scratch[k], c);
-                }
-            }
+        for (int k = 1; k < chunks; k++) {
+            VectorOps.add(acc[0], acc[k], c);
         }
-        VectorKernels.addSplit(dt, sum, 0, y, yOff, c);
+        VectorKernels.addSplit(dt, acc[0], 0, y, yOff, c);
     }
 
     /** First column of chunk {@code part} of {@code parts} over c columns in {@code blocks} blocks. */
