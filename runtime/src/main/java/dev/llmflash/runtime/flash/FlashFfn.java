@@ -75,7 +75,7 @@ public final class FlashFfn implements Ffn {
     public record PrefillPlan(MemorySegment buffer, double seqGBps, double randomGBps, Policy policy) {
         public enum Policy { AUTO, RANDOM, STREAM }
 
-        /** No streaming buffer: random reads of the union, in parts when it exceeds the cache. */
+        /** No streaming buffer: random reads of the union; when it does not fit, a small buffer is made for the call. */
         public static final PrefillPlan RANDOM_ONLY = new PrefillPlan(null, 1, 1, Policy.RANDOM);
     }
 
@@ -680,7 +680,7 @@ public final class FlashFfn implements Ffn {
             p.await();
             metrics.addIo(p.waitedNanos(), p.latencyNanos(), nRead * bytesPerNeuron(g));
         }
-        computeFromSlots(k, x, m, start, sets, slotOf, 0, f, out);
+        computeFromSlots(k, x, m, start, sets, slotOf, out);
         m0 = System.nanoTime();
         for (int i = 0; i < nTemp; i++) {
             cache.evict(temps[i]);
@@ -689,29 +689,19 @@ public final class FlashFfn implements Ffn {
         return nRead;
     }
 
-    /** Each token's neurons with ids in [lo, hi), computed from their slots (slotOf) in blocks of slots. */
-    private void computeFromSlots(Kernels k, float[] x, int m, int[] start, int[] sets, int[] slotOf, int lo, int hi,
-                                  float[] out) {
+    /** Each token's neurons, computed from their slots (slotOf) in blocks of slots. */
+    private void computeFromSlots(Kernels k, float[] x, int m, int[] start, int[] sets, int[] slotOf, float[] out) {
         int cap = cache.capacity();
         int tile = tileRows();
-        // Per token, the slots of its neurons in [lo, hi), sorted, then cut into slot blocks of `tile`.
+        // Per token, the slots of its neurons, sorted, then cut into slot blocks of `tile`.
         int[] rs = new int[m + 1];
-        int count = 0;
-        for (int t = 0; t < m; t++) {
-            for (int i = start[t]; i < start[t + 1]; i++) {
-                int nr = sets[i];
-                count += nr >= lo && nr < hi ? 1 : 0;
-            }
-        }
+        int count = start[m];
         int[] slots = new int[count];
         int c = 0;
         for (int t = 0; t < m; t++) {
             rs[t] = c;
             for (int i = start[t]; i < start[t + 1]; i++) {
-                int nr = sets[i];
-                if (nr >= lo && nr < hi) {
-                    slots[c++] = slotOf[nr];
-                }
+                slots[c++] = slotOf[sets[i]];
             }
             Arrays.sort(slots, rs[t], c);
         }
