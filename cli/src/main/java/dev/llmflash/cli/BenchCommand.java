@@ -74,7 +74,7 @@ final class BenchCommand implements Callable<Integer> {
 
     @Option(names = "--methods", split = ",", paramLabel = "M", description = "Any of: dense (the reference: every weight in memory, "
             + "read before timing starts, no budget), naive, hybrid, predictor, window, all, flash (= all), "
-            + "all-serial (all without the look-ahead: each layer's reads start at that layer), flash-page-cache (default: naive,hybrid,predictor,window,all with --split-model, else naive,hybrid,predictor,flash).")
+            + "all-serial (all without the look-ahead: each layer's reads start at that layer), all-threads (all with the thread-pool I/O backend), flash-page-cache (default: naive,hybrid,predictor,window,all with --split-model, else naive,hybrid,predictor,flash).")
     List<String> methods;
 
     @Option(names = "--activity", paramLabel = "KIND", description = "predictors (the bundle's trained predictors) | synthetic (calibrated to the paper: "
@@ -128,6 +128,10 @@ final class BenchCommand implements Callable<Integer> {
 
     @Option(names = "--no-lookahead", description = "Flash methods: no look-ahead prefetch of the next layer's neurons.")
     boolean noLookahead;
+
+    @Option(names = "--io-backend", paramLabel = "KIND", description = "Flash methods: auto | uring | threads (default: ${DEFAULT-VALUE}); "
+            + "the method all-threads runs all with threads whatever this says.")
+    String ioBackend = "auto";
 
     @Option(names = "--lookahead-recall", paramLabel = "X", description = "Synthetic activity: the share of the next layer's set the look-ahead "
             + "predicts (default: ${DEFAULT-VALUE}, below the 0.975-0.986 measured on opt-mini's dev text).")
@@ -363,6 +367,7 @@ final class BenchCommand implements Callable<Integer> {
                 "--calibration-window", Integer.toString(calibrationWindow), "--predictor-rank", Integer.toString(predictorRank),
                 "--tokens", Integer.toString(tokens), "--warmup", Integer.toString(warmup),
                 "--io-threads", Integer.toString(ioThreads), "--threads", Integer.toString(threads), "--kv-dtype", kvDtype,
+                "--io-backend", ioBackend,
                 "--lookahead-recall", Double.toString(lookaheadRecall)));
         if (noLookahead) {
             cmd.add("--no-lookahead");
@@ -419,6 +424,7 @@ final class BenchCommand implements Callable<Integer> {
         o.ioThreads = ioThreads;
         o.kvDtype = kvDtype;
         o.noLookahead = noLookahead;
+        o.ioBackend = ioBackend;
         o.threads = threads;
         Path unbundled = splitModel != null ? splitModel : model;
         switch (method) {
@@ -439,14 +445,17 @@ final class BenchCommand implements Callable<Integer> {
                 o.model = unbundled;
                 o.window = window;
             }
-            case "all", "flash", "flash-page-cache", "all-serial" -> {
+            case "all", "flash", "flash-page-cache", "all-serial", "all-threads" -> {
                 o.mode = Mode.flash;
                 o.window = sweepWindow != null ? sweepWindow : window;
                 o.pageCache = method.equals("flash-page-cache");
                 o.noLookahead |= method.equals("all-serial");
+                if (method.equals("all-threads")) {
+                    o.ioBackend = "threads";
+                }
             }
             default -> throw new IllegalArgumentException("--methods: unknown method '" + method
-                    + "' (dense, naive, hybrid, predictor, window, all, flash, flash-page-cache)");
+                    + "' (dense, naive, hybrid, predictor, window, all, all-serial, all-threads, flash, flash-page-cache)");
         }
         if (activity.equals("synthetic")) {
             o.predictor = "trained"; // replaced by the synthetic selector in runMethod

@@ -40,6 +40,10 @@ final class CommonOptions {
     @Option(names = "--no-lookahead", description = "flash: do not prefetch the next layer's predicted neurons while a layer computes.")
     boolean noLookahead;
 
+    @Option(names = "--io-backend", paramLabel = "KIND", description = "flash: how neuron reads reach the disk: auto (io_uring where the kernel "
+            + "offers it, else threads) | uring | threads (a pool of --io-threads blocking reads) (default: ${DEFAULT-VALUE}).")
+    String ioBackend = "auto";
+
     @Option(names = "--threads", paramLabel = "N", description = "Compute threads (default: ${DEFAULT-VALUE}, the number of cores).")
     int threads = Runtime.getRuntime().availableProcessors();
 
@@ -68,7 +72,17 @@ final class CommonOptions {
         }
         return new FlashRuntime.Options(mode.runtimeMode(), memory == null ? null : FlashRuntime.Budget.parse(memory),
                 window == null ? -1 : window, ioThreads, !pageCache, sel, contextTokens).withKvType(kvType())
-                .withLookahead(!noLookahead);
+                .withLookahead(!noLookahead).withIoBackend(ioBackend());
+    }
+
+    /** {@code --io-backend} as the engine's backend. */
+    dev.llmflash.runtime.io.IoEngine.Backend ioBackend() {
+        return switch (ioBackend.toLowerCase(Locale.ROOT)) {
+            case "auto" -> dev.llmflash.runtime.io.IoEngine.Backend.AUTO;
+            case "uring", "io_uring" -> dev.llmflash.runtime.io.IoEngine.Backend.URING;
+            case "threads" -> dev.llmflash.runtime.io.IoEngine.Backend.THREADS;
+            default -> throw new IllegalArgumentException("--io-backend must be auto, uring or threads, got " + ioBackend);
+        };
     }
 
     /** {@code --kv-dtype} as a DType. */

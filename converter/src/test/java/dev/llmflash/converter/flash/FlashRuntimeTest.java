@@ -454,7 +454,7 @@ class FlashRuntimeTest {
         int fit = Integer.parseInt(msg.substring(msg.indexOf("at most ") + 8).split(" ")[0]);
         assertTrue(fit > 1 && fit < 1000, msg);
         Options shorter = new Options(Mode.FLASH, tight.budget(), -1, 4, true, tight.selector(), fit, tight.selectorSource(),
-                tight.kvType(), tight.prefill(), tight.lookahead());
+                tight.kvType(), tight.prefill(), tight.lookahead(), tight.ioBackend());
         try (FlashRuntime rt = FlashRuntime.open(b, shorter)) {
             assertTrue(rt.memory().total() <= rt.budgetBytes(), rt.memory() + " within " + rt.budgetBytes());
             for (int rows : rt.cacheRows()) {

@@ -8,7 +8,6 @@ import dev.llmflash.runtime.io.IoEngine;
 import dev.llmflash.runtime.kernels.Kernels;
 
 import java.lang.foreign.MemorySegment;
-import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
 
@@ -116,7 +115,10 @@ public final class FlashFfn implements Ffn {
     private final int[] ageCounts = new int[MAX_AGE + 1];
     private final int[] mark;
     private int stamp;
-    private final List<IoEngine.Read> readList = new ArrayList<>();
+    /** The reads of this layer's misses (and of prompts and overflows), reused: no objects per read. */
+    private final IoEngine.ReadPlan readPlan = new IoEngine.ReadPlan(256);
+    /** The look-ahead's reads into this layer, in flight while the layer before computes. */
+    private final IoEngine.ReadPlan prefetchPlan = new IoEngine.ReadPlan(256);
     private long step;
 
     /** The look-ahead run on this layer's input and the next layer it prefetches for, or null. */
@@ -288,7 +290,7 @@ public final class FlashFfn implements Ffn {
             slotBias[loadSlots[i]] = upBias == null ? 0f : upBias[load[i]];
             inFlight[loadSlots[i]] = true;
         }
-        List<IoEngine.Read> reads = reads(load, loadSlots, nLoad);
+        IoEngine.ReadPlan reads = reads(prefetchPlan, load, loadSlots, nLoad);
         metrics.addMem(System.nanoTime() - m0);
         prefetched = io.submit(reads);
         prefetchedCount = nLoad;
@@ -354,7 +356,7 @@ public final class FlashFfn implements Ffn {
             for (int i = 0; i < nLoad; i++) {
                 slotBias[loadSlots[i]] = upBias == null ? 0f : upBias[load[i]];
             }
-            List<IoEngine.Read> reads = reads(load, loadSlots, nLoad);
+            IoEngine.ReadPlan reads = reads(readPlan, load, loadSlots, nLoad);
             metrics.addMem(System.nanoTime() - m0);
             metrics.prefetchUsed += nWait;
             metrics.neuronsLoaded += nLoad;
@@ -467,19 +469,20 @@ public final class FlashFfn implements Ffn {
         return (int) Math.min(Integer.MAX_VALUE, step - oldest + 1);
     }
 
-    private List<IoEngine.Read> reads(int[] neurons, int[] slots, int n) {
-        List<IoEngine.Read> reads = readList;
-        reads.clear();
+    private IoEngine.ReadPlan reads(IoEngine.ReadPlan plan, int[] neurons, int[] slots, int n) {
+        plan.clear();
+        MemorySegment rows = cache.rows();
+        long stride = cache.stride();
         for (int i = 0; i < n; i++) {
-            var dst = cache.rowSlice(slots[i]);
+            long at = slots[i] * stride;
             if (g.layout() == FfnLayout.BUNDLED) {
-                reads.add(new IoEngine.Read(blockOffset + g.upOffset(neurons[i]), (int) g.stride(), dst));
+                plan.add(blockOffset + g.upOffset(neurons[i]), (int) g.stride(), rows, at);
             } else {
-                reads.add(new IoEngine.Read(blockOffset + g.upOffset(neurons[i]), (int) rowBytes, dst.asSlice(0, rowBytes)));
-                reads.add(new IoEngine.Read(blockOffset + g.downOffset(neurons[i]), (int) rowBytes, dst.asSlice(rowBytes, rowBytes)));
+                plan.add(blockOffset + g.upOffset(neurons[i]), (int) rowBytes, rows, at);
+                plan.add(blockOffset + g.downOffset(neurons[i]), (int) rowBytes, rows, at + rowBytes);
             }
         }
-        return reads;
+        return plan;
     }
 
     /** More active neurons than slots: clear the cache and compute the active set in parts of capacity slots. */
@@ -499,7 +502,7 @@ public final class FlashFfn implements Ffn {
             for (int i = 0; i < count; i++) {
                 slotBias[loadSlots[i]] = upBias == null ? 0f : upBias[load[i]];
             }
-            List<IoEngine.Read> reads = reads(load, loadSlots, count);
+            IoEngine.ReadPlan reads = reads(readPlan, load, loadSlots, count);
             metrics.addMem(System.nanoTime() - m0);
             IoEngine.Pending pending = io.submit(reads);
             pending.await();
@@ -673,7 +676,7 @@ public final class FlashFfn implements Ffn {
             toRead[nRead] = temps[i];
             toReadSlots[nRead++] = tempSlots[i];
         }
-        List<IoEngine.Read> reads = reads(toRead, toReadSlots, nRead);
+        IoEngine.ReadPlan reads = reads(readPlan, toRead, toReadSlots, nRead);
         metrics.addMem(System.nanoTime() - m0);
         if (nRead > 0) {
             IoEngine.Pending p = io.submit(reads);

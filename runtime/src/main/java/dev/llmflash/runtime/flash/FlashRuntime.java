@@ -74,13 +74,16 @@ public final class FlashRuntime implements AutoCloseable {
      * @param selectorSource flash: where the active sets come from instead of {@code selector}, or null
      * @param lookahead      flash decode: prefetch layer l+1's predicted neurons while layer l computes (needs
      *                       look-ahead predictors, or a selector source that provides them)
+     * @param ioBackend      how read plans reach the disk ({@link IoEngine.Backend}; AUTO: io_uring where the
+     *                       kernel offers it)
      */
     public record Options(Mode mode, Budget budget, int window, int ioThreads, boolean direct, Selector selector,
                           int contextTokens, SelectorSource selectorSource,
-                          DType kvType, FlashFfn.PrefillPlan.Policy prefill, boolean lookahead) {
+                          DType kvType, FlashFfn.PrefillPlan.Policy prefill, boolean lookahead,
+                          IoEngine.Backend ioBackend) {
         public Options(Mode mode, Budget budget, int window, int ioThreads, boolean direct, Selector selector, int contextTokens) {
             this(mode, budget, window, ioThreads, direct, selector, contextTokens, null, LanguageModel.DEFAULT_KV,
-                    FlashFfn.PrefillPlan.Policy.AUTO, true);
+                    FlashFfn.PrefillPlan.Policy.AUTO, true, IoEngine.Backend.AUTO);
         }
 
         public Options {
@@ -93,6 +96,9 @@ public final class FlashRuntime implements AutoCloseable {
             if (contextTokens < 1) {
                 throw new IllegalArgumentException("context must be >= 1 token, got " + contextTokens);
             }
+            if (ioBackend == null) {
+                throw new IllegalArgumentException("an I/O backend is required");
+            }
             if (kvType != DType.F16 && kvType != DType.F32) {
                 throw new IllegalArgumentException("--kv-dtype must be f16 or f32, got " + kvType);
             }
@@ -104,7 +110,13 @@ public final class FlashRuntime implements AutoCloseable {
 
         private Options with(Budget b, int w, int t, boolean d, Selector s, SelectorSource src, DType kv,
                              FlashFfn.PrefillPlan.Policy pf, boolean la) {
-            return new Options(mode, b, w, t, d, s, contextTokens, src, kv, pf, la);
+            return new Options(mode, b, w, t, d, s, contextTokens, src, kv, pf, la, ioBackend);
+        }
+
+        /** How the flash decode's read plans reach the disk: io_uring (AUTO where available) or threads. */
+        public Options withIoBackend(IoEngine.Backend backend) {
+            return new Options(mode, budget, window, ioThreads, direct, selector, contextTokens, selectorSource, kvType,
+                    prefill, lookahead, backend);
         }
 
         public Options withBudget(Budget b) {
@@ -202,7 +214,8 @@ public final class FlashRuntime implements AutoCloseable {
         }
         this.source = o.mode() == Mode.FLASH ? o.selectorSource() : null;
         this.predictors = o.mode() == Mode.FLASH && source == null && o.selector() == Selector.TRAINED ? readPredictors(b) : null;
-        IoEngine engine = IoEngine.open(b.dir().resolve(b.manifest().ffn().file()), o.ioThreads(), o.direct(), MAX_GAP, MAX_RUN_BYTES);
+        IoEngine engine = IoEngine.open(b.dir().resolve(b.manifest().ffn().file()), o.ioThreads(), o.direct(), MAX_GAP, MAX_RUN_BYTES,
+                o.ioBackend());
         try {
             this.plan = new FlashPlan(o, b, predictors, source, engine.maxBufferBytes());
             MemorySegment stream = null;

@@ -69,6 +69,7 @@ public final class RunReport {
     public static RunReport of(FlashRuntime rt, long baselineRss) {
         RunReport r = new RunReport(rt.options().mode().name().toLowerCase(Locale.ROOT), rt.metrics(), rt.io(), rt.memory(), baselineRss);
         r.extra.put("io_mode", rt.io().mode());
+        r.extra.put("io_backend", rt.io().backend());
         r.extra.put("io_threads", rt.io().threads());
         if (rt.options().mode() == FlashRuntime.Mode.FLASH) {
             r.extra.put("window", rt.options().window() < 0 ? "largest" : rt.options().window());

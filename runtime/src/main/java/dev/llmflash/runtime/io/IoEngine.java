@@ -13,6 +13,7 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardOpenOption;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.Comparator;
 import java.util.List;
 import java.util.concurrent.ExecutionException;
@@ -23,6 +24,8 @@ import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicLong;
+
+import static java.lang.foreign.ValueLayout.JAVA_LONG;
 
 /**
  * Parallel positional reads of one file into caller-owned memory: the loader of FFN bundles
@@ -93,6 +96,10 @@ public final class IoEngine implements AutoCloseable {
 
     /** Default largest run: 1 MiB, far above the paper's 32 KiB knee, small enough to spread over threads. */
     public static final int DEFAULT_MAX_RUN_BYTES = 1 << 20;
+    /** Submission entries of the io_uring ring (the kernel rounds to a power of two). */
+    static final int RING_ENTRIES = 1024;
+    /** Most iovecs in one scattered read (the kernel's IOV_MAX). */
+    static final int MAX_IOVECS = 1024;
     /** Default largest gap read through to merge two reads: 0, only touching reads are merged. */
     public static final int DEFAULT_MAX_GAP = 0;
 
@@ -114,11 +121,22 @@ public final class IoEngine implements AutoCloseable {
     private final Arena bounceArena = Arena.ofShared();
     private final ThreadLocal<MemorySegment> bounce;
     private final IoStats stats = new IoStats();
+    /** The io_uring ring for {@link ReadPlan}s, or null (thread pool only). */
+    private final Uring ring;
+    private final String ringRefusal;
+    private final Object ringLock = new Object();
+    /** In-flight plan submissions by id (user data high half); null where free. */
+    private PlanPending[] slots = new PlanPending[8];
+    private int inFlight;
+    private final AtomicLong ringCpuNanos = new AtomicLong();
+    private final Uring.Completion sink = this::completed;
     /** The pool's threads, for their CPU time. */
     private final java.util.List<Thread> poolThreads = new java.util.concurrent.CopyOnWriteArrayList<>();
 
     private IoEngine(Path file, FileChannel channel, boolean direct, String mode, long size, int block,
-                     int threads, int maxGap, int maxRunBytes) {
+                     int threads, int maxGap, int maxRunBytes, Uring ring, String ringRefusal) {
+        this.ring = ring;
+        this.ringRefusal = ringRefusal;
         this.file = file;
         this.channel = channel;
         this.direct = direct;
@@ -139,9 +157,26 @@ public final class IoEngine implements AutoCloseable {
         this.bounce = ThreadLocal.withInitial(() -> bounceArena.allocate(bounceBytes, block));
     }
 
+    /**
+     * How {@link ReadPlan}s are read.
+     * <ul>
+     *   <li>{@code URING}: one Linux io_uring ring; the calling thread submits a whole plan with one system
+     *       call and reaps completions when it waits. No Java thread per read, no objects per read.</li>
+     *   <li>{@code THREADS}: the pool of I/O threads, one positional read per run.</li>
+     *   <li>{@code AUTO}: io_uring where the kernel offers it, else threads ({@link #mode()} says which).</li>
+     * </ul>
+     * Lists of {@link Read}s always use the thread pool.
+     */
+    public enum Backend { AUTO, URING, THREADS }
+
     /** {@link #open(Path, int, boolean, int, int)} with the default gap and run size. */
     public static IoEngine open(Path file, int threads, boolean direct) {
         return open(file, threads, direct, DEFAULT_MAX_GAP, DEFAULT_MAX_RUN_BYTES);
+    }
+
+    /** {@link #open(Path, int, boolean, int, int, Backend)} with the thread pool only. */
+    public static IoEngine open(Path file, int threads, boolean direct, int maxGap, int maxRunBytes) {
+        return open(file, threads, direct, maxGap, maxRunBytes, Backend.THREADS);
     }
 
     /**
@@ -151,9 +186,11 @@ public final class IoEngine implements AutoCloseable {
      * @param direct      try O_DIRECT (falls back to buffered if refused; see {@link #mode()})
      * @param maxGap      largest gap in bytes read through to merge two reads, {@code >= 0}
      * @param maxRunBytes largest merged read; rounded up to a multiple of the block size
-     * @throws FormatException if the file cannot be opened
+     * @param backend     how {@link ReadPlan}s are read
+     * @throws FormatException if the file cannot be opened, or {@code URING} was asked for and the kernel
+     *                         refuses it
      */
-    public static IoEngine open(Path file, int threads, boolean direct, int maxGap, int maxRunBytes) {
+    public static IoEngine open(Path file, int threads, boolean direct, int maxGap, int maxRunBytes, Backend backend) {
         if (threads < 1 || maxGap < 0 || maxRunBytes < 1) {
             throw new IllegalArgumentException("threads " + threads + ", maxGap " + maxGap + ", maxRunBytes " + maxRunBytes);
         }
@@ -183,7 +220,23 @@ public final class IoEngine implements AutoCloseable {
                 ch = FileChannel.open(file, StandardOpenOption.READ);
             }
             long size = ch.size();
-            return new IoEngine(file, ch, isDirect, mode, size, block, threads, maxGap, run);
+            Uring ring = null;
+            String refusal = null;
+            if (backend != Backend.THREADS) {
+                try {
+                    ring = Uring.open(file, isDirect, RING_ENTRIES);
+                } catch (UnsupportedOperationException | IllegalStateException e) {
+                    refusal = e.getMessage();
+                    if (backend == Backend.URING) {
+                        closeQuietly(ch);
+                        throw new FormatException(file, "io_uring is not available: " + refusal,
+                                "use --io-backend threads");
+                    }
+                }
+            } else {
+                refusal = "not asked for";
+            }
+            return new IoEngine(file, ch, isDirect, mode, size, block, threads, maxGap, run, ring, refusal);
         } catch (IOException e) {
             closeQuietly(ch);
             throw new FormatException(file, "cannot open for reading: " + e, "check that the file exists and is readable");
@@ -205,7 +258,7 @@ public final class IoEngine implements AutoCloseable {
             long c = mx.getThreadCpuTime(t.threadId());
             sum += Math.max(0, c);
         }
-        return sum;
+        return sum + ringCpuNanos.get();
     }
 
     /** Heap bytes the I/O threads have allocated so far (HotSpot's per-thread counters), or 0. */
@@ -231,6 +284,16 @@ public final class IoEngine implements AutoCloseable {
         return mode;
     }
 
+    /** How read plans go: "io_uring", "threads", or "threads (io_uring: why it was refused)". */
+    public String backend() {
+        return ring != null ? "io_uring" : "threads" + ("not asked for".equals(ringRefusal) ? "" : " (io_uring: " + ringRefusal + ")");
+    }
+
+    /** True when {@link ReadPlan}s go through io_uring. */
+    public boolean uring() {
+        return ring != null;
+    }
+
     /** File size in bytes when opened; reads beyond it are refused. */
     public long size() {
         return size;
@@ -250,9 +313,12 @@ public final class IoEngine implements AutoCloseable {
         return maxRunBytes;
     }
 
-    /** The most bounce-buffer memory the engine may allocate: one buffer per I/O thread, made on first use. */
+    /**
+     * The most bounce-buffer memory the engine may allocate, made on first use: one buffer per I/O thread,
+     * and with io_uring {@value #RING_CHUNKS} chunks of the same size for unaligned direct reads.
+     */
     public long maxBufferBytes() {
-        return (long) threads * ((long) maxRunBytes + 2L * block);
+        return (long) (threads + (ring != null ? RING_CHUNKS : 0)) * ((long) maxRunBytes + 2L * block);
     }
 
     public Path file() {
@@ -291,23 +357,11 @@ public final class IoEngine implements AutoCloseable {
     }
 
     /**
-     * Reads in flight from one {@link #submit}. Not thread-safe: one thread awaits it.
+     * Reads in flight from one {@code submit}. Not thread-safe: one thread awaits it.
      */
-    public final class Pending {
-        private final List<Future<?>> futures;
-        private final AtomicBoolean failed;
-        private final AtomicLong lastDone;
-        private final long started;
-        private long waitedNanos;
-        private long latencyNanos;
-        private boolean done;
-
-        private Pending(List<Future<?>> futures, AtomicBoolean failed, AtomicLong lastDone, long started) {
-            this.futures = futures;
-            this.failed = failed;
-            this.lastDone = lastDone;
-            this.started = started;
-        }
+    public abstract static sealed class Pending permits ThreadPending, PlanPending {
+        long waitedNanos;
+        long latencyNanos;
 
         /**
          * Waits until every read finished; idempotent.
@@ -315,6 +369,38 @@ public final class IoEngine implements AutoCloseable {
          * @throws FormatException   the file ended early or the OS reported an I/O error
          * @throws LlmflashException the calling thread was interrupted (its interrupt flag is set again)
          */
+        public abstract void await();
+
+        /** Time {@link #await()} blocked: the I/O not hidden behind the caller's work. */
+        public long waitedNanos() {
+            return waitedNanos;
+        }
+
+        /**
+         * From submit to the last read's completion (planning included). With io_uring a completion is
+         * seen when the engine next looks at the ring (at the end of a submit, or in {@code await}), so
+         * reads that finished while nobody looked count until then.
+         */
+        public long latencyNanos() {
+            return latencyNanos;
+        }
+    }
+
+    private final class ThreadPending extends Pending {
+        private final List<Future<?>> futures;
+        private final AtomicBoolean failed;
+        private final AtomicLong lastDone;
+        private final long started;
+        private boolean done;
+
+        private ThreadPending(List<Future<?>> futures, AtomicBoolean failed, AtomicLong lastDone, long started) {
+            this.futures = futures;
+            this.failed = failed;
+            this.lastDone = lastDone;
+            this.started = started;
+        }
+
+        @Override
         public void await() {
             if (done) {
                 return;
@@ -331,17 +417,451 @@ public final class IoEngine implements AutoCloseable {
                 stats.addNanos(latencyNanos);
             }
         }
+    }
 
-        /** Time {@link #await()} blocked: the I/O not hidden behind the caller's work. */
-        public long waitedNanos() {
-            return waitedNanos;
+    /** The {@link Pending} of a {@link ReadPlan}: one per plan, reused by each submit of it. */
+    static final class PlanPending extends Pending {
+        private final ReadPlan plan;
+
+        private PlanPending(ReadPlan plan) {
+            this.plan = plan;
         }
 
-        /** From {@link #submit} to the last read's completion (planning included). */
-        public long latencyNanos() {
-            return latencyNanos;
+        @Override
+        public void await() {
+            ReadPlan p = plan;
+            if (!p.inFlight) {
+                return;
+            }
+            IoEngine e = p.engine;
+            long t0 = System.nanoTime();
+            try {
+                if (p.threads != null) {
+                    p.threads.await();
+                } else {
+                    e.awaitRing(p);
+                }
+            } finally {
+                p.inFlight = false;
+                long now = System.nanoTime();
+                if (p.threads != null) {
+                    latencyNanos = p.threads.latencyNanos();
+                    p.threads = null;
+                } else {
+                    latencyNanos = (p.lastDone == 0 ? now : p.lastDone) - p.started;
+                    e.stats.addNanos(latencyNanos);
+                }
+                waitedNanos = now - t0;
+            }
+            if (p.error != null) {
+                String why = p.error;
+                p.error = null;
+                throw new FormatException(e.file, why, p.errorHint);
+            }
         }
     }
+
+    /**
+     * A reusable list of reads into native memory, for the hot path: filling and submitting it allocates
+     * nothing once its arrays have grown to the largest plan (with the io_uring backend). Each plan owns
+     * one {@link Pending}; a plan is submitted again only after that was awaited. Not thread-safe.
+     *
+     * <p>Destinations are given as a native segment and an offset into it; their memory must stay alive
+     * until the plan is awaited (the kernel writes it by address).
+     */
+    public static final class ReadPlan {
+        private long[] offsets;
+        private int[] lengths;
+        private long[] addresses;
+        private int n;
+        private long[] keys = new long[0];
+        /** Per ring request: bytes that must arrive, first read, reads, bounce chunk (-1: none), aligned file start. */
+        private int[] requestBytes = new int[0];
+        private int[] requestFirst = new int[0];
+        private int[] requestCount = new int[0];
+        private int[] requestChunk = new int[0];
+        private long[] requestFrom = new long[0];
+        private MemorySegment iovecs = MemorySegment.NULL;
+        private final PlanPending pending = new PlanPending(this);
+        private IoEngine engine;
+        private Pending threads;
+        private boolean inFlight;
+        private int remaining;
+        private long started;
+        private long lastDone;
+        private String error;
+        private String errorHint;
+
+        public ReadPlan() {
+            this(64);
+        }
+
+        public ReadPlan(int capacity) {
+            int c = Math.max(1, capacity);
+            offsets = new long[c];
+            lengths = new int[c];
+            addresses = new long[c];
+        }
+
+        /** Forgets every read; the plan must not be in flight. */
+        public void clear() {
+            checkIdle();
+            n = 0;
+        }
+
+        public int size() {
+            return n;
+        }
+
+        /**
+         * Adds a read of {@code length} bytes at file {@code offset} into {@code dst} at byte {@code at}.
+         *
+         * @throws IllegalArgumentException a negative offset or length, a destination too small, on the
+         *                                  heap, or confined to one thread
+         */
+        public void add(long offset, int length, MemorySegment dst, long at) {
+            checkIdle();
+            if (offset < 0 || length < 0 || at < 0 || at > dst.byteSize() - length) {
+                throw new IllegalArgumentException("read of " + length + " bytes at " + offset + " into byte " + at
+                        + " of a " + dst.byteSize() + "-byte destination");
+            }
+            if (!dst.isNative() || !dst.isAccessibleBy(SOME_OTHER_THREAD)) {
+                throw new IllegalArgumentException("a read plan's destinations must be native memory from a shared arena");
+            }
+            if (n == offsets.length) {
+                int c = n * 2;
+                offsets = Arrays.copyOf(offsets, c);
+                lengths = Arrays.copyOf(lengths, c);
+                addresses = Arrays.copyOf(addresses, c);
+            }
+            offsets[n] = offset;
+            lengths[n] = length;
+            addresses[n] = dst.address() + at;
+            n++;
+        }
+
+        private void checkIdle() {
+            if (inFlight) {
+                throw new IllegalStateException("the read plan is in flight: await its Pending first");
+            }
+        }
+
+        private List<Read> toReads() {
+            List<Read> reads = new ArrayList<>(n);
+            for (int i = 0; i < n; i++) {
+                reads.add(new Read(offsets[i], lengths[i], MemorySegment.ofAddress(addresses[i]).reinterpret(lengths[i])));
+            }
+            return reads;
+        }
+    }
+
+    /**
+     * Starts every read of {@code plan} and returns its {@link Pending} at once. With io_uring (see
+     * {@link Backend}) the plan is sorted by offset, touching reads become one scattered read
+     * ({@code READV}, up to {@code maxRunBytes}), and the whole plan is handed to the kernel with one
+     * system call (more only when the ring is full). A run that is not block-aligned in direct mode is
+     * read, expanded to its aligned span, into one of {@value #RING_CHUNKS} bounce chunks and copied out
+     * when it completes (by the thread that reaps it). Without io_uring the plan goes to the thread pool
+     * like {@link #submit(List)}.
+     *
+     * @throws FormatException       a read lies beyond the file size seen at open (nothing starts)
+     * @throws IllegalStateException the plan is already in flight
+     */
+    public Pending submit(ReadPlan plan) {
+        plan.checkIdle();
+        long t0 = System.nanoTime();
+        int n = plan.n;
+        long bytes = 0;
+        for (int i = 0; i < n; i++) {
+            long end = plan.offsets[i] + plan.lengths[i];
+            if (end > size) {
+                throw new FormatException(file, "read of " + plan.lengths[i] + " bytes at offset " + plan.offsets[i]
+                        + " ends at byte " + end + " but the file has " + size + " bytes",
+                        "the file is shorter than its header says; re-convert");
+            }
+            bytes += plan.lengths[i];
+        }
+        plan.engine = this;
+        plan.started = t0;
+        plan.lastDone = 0;
+        plan.error = null;
+        if (ring == null) {
+            plan.threads = submit(plan.toReads());
+            plan.inFlight = true;
+            return plan.pending;
+        }
+        stats.addRequested(n, bytes);
+        sortByOffset(plan);
+        plan.inFlight = true;
+        synchronized (ringLock) {
+            long c0 = cpuNow();
+            try {
+                submitRing(plan);
+            } catch (RuntimeException e) {
+                // A ring failure mid-plan: what was queued may still land; wait for it if the ring still answers.
+                try {
+                    awaitRingLocked(plan);
+                } catch (RuntimeException again) {
+                    e.addSuppressed(again);
+                }
+                plan.inFlight = false;
+                throw e;
+            } finally {
+                ringCpuNanos.addAndGet(cpuNow() - c0);
+            }
+        }
+        return plan.pending;
+    }
+
+    /** Orders the plan's reads by file offset (a no-op for the usual, already ordered plan). */
+    private static void sortByOffset(ReadPlan p) {
+        int n = p.n;
+        boolean sorted = true;
+        for (int i = 1; i < n && sorted; i++) {
+            sorted = p.offsets[i] >= p.offsets[i - 1];
+        }
+        if (sorted) {
+            return;
+        }
+        if (p.keys.length < n) {
+            p.keys = new long[Math.max(n, p.keys.length * 2)];
+        }
+        long maxOffset = 0;
+        for (int i = 0; i < n; i++) {
+            maxOffset = Math.max(maxOffset, p.offsets[i]);
+        }
+        if (n > (1 << 20) || maxOffset >= (1L << 43)) {
+            Integer[] perm = new Integer[n];
+            for (int i = 0; i < n; i++) {
+                perm[i] = i;
+            }
+            Arrays.sort(perm, Comparator.comparingLong(i -> p.offsets[i]));
+            permute(p, i -> perm[i]);
+            return;
+        }
+        for (int i = 0; i < n; i++) {
+            p.keys[i] = p.offsets[i] << 20 | i;
+        }
+        Arrays.sort(p.keys, 0, n);
+        permute(p, i -> (int) (p.keys[i] & ((1 << 20) - 1)));
+    }
+
+    private static void permute(ReadPlan p, java.util.function.IntUnaryOperator from) {
+        int n = p.n;
+        long[] o = new long[n];
+        int[] l = new int[n];
+        long[] a = new long[n];
+        for (int i = 0; i < n; i++) {
+            int j = from.applyAsInt(i);
+            o[i] = p.offsets[j];
+            l[i] = p.lengths[j];
+            a[i] = p.addresses[j];
+        }
+        System.arraycopy(o, 0, p.offsets, 0, n);
+        System.arraycopy(l, 0, p.lengths, 0, n);
+        System.arraycopy(a, 0, p.addresses, 0, n);
+    }
+
+    private void submitRing(ReadPlan p) {
+        int n = p.n;
+        if (p.iovecs.byteSize() < 16L * n) {
+            p.iovecs = Arena.ofAuto().allocate(16L * Math.max(n, p.iovecs.byteSize() / 8), 16);
+        }
+        if (p.requestBytes.length < n) {
+            int c = Math.max(n, p.requestBytes.length * 2);
+            p.requestBytes = new int[c];
+            p.requestFirst = new int[c];
+            p.requestCount = new int[c];
+            p.requestChunk = new int[c];
+            p.requestFrom = new long[c];
+        }
+        int id = takeSlot(p);
+        long iov = p.iovecs.address();
+        int requests = 0;
+        // One guard count until every request is queued: completions reaped while making room must not
+        // see the plan finished (and free its slot) half-way.
+        p.remaining = 1;
+        long[] off = p.offsets;
+        int[] len = p.lengths;
+        long[] addr = p.addresses;
+        for (int i = 0; i < n; ) {
+            if (len[i] == 0) {
+                i++;
+                continue;
+            }
+            int j = i + 1;
+            long bytesInRun = len[i];
+            boolean aligned = ((off[i] | len[i] | addr[i]) & (block - 1)) == 0;
+            while (j < n && len[j] > 0 && off[j] == off[j - 1] + len[j - 1]
+                    && bytesInRun + len[j] <= maxRunBytes && j - i < MAX_IOVECS) {
+                aligned &= ((len[j] | addr[j]) & (block - 1)) == 0;
+                bytesInRun += len[j];
+                j++;
+            }
+            long userData = (long) id << 32 | requests;
+            p.requestFirst[requests] = i;
+            p.requestCount[requests] = j - i;
+            if (!direct || aligned) {
+                roomForOne();
+                p.requestChunk[requests] = -1;
+                p.requestBytes[requests] = (int) bytesInRun;
+                if (j - i == 1) {
+                    ring.prepRead(off[i], addr[i], len[i], userData);
+                } else {
+                    for (int k = i; k < j; k++) {
+                        p.iovecs.set(JAVA_LONG, 16L * k, addr[k]);
+                        p.iovecs.set(JAVA_LONG, 16L * k + 8, len[k]);
+                    }
+                    ring.prepReadv(off[i], iov + 16L * i, j - i, userData);
+                }
+            } else {
+                // Direct I/O needs block-aligned offset, length and address: read the aligned span into a
+                // bounce chunk and copy the wanted bytes out when it completes.
+                int chunk = takeChunk();
+                roomForOne();
+                long end = off[j - 1] + len[j - 1];
+                long from = alignDown(off[i], block);
+                p.requestChunk[requests] = chunk;
+                p.requestFrom[requests] = from;
+                p.requestBytes[requests] = (int) (end - from);
+                ring.prepRead(from, chunks.address() + (long) chunk * chunkBytes, (int) (alignUp(end, block) - from), userData);
+            }
+            requests++;
+            p.remaining++;
+            inFlight++;
+            i = j;
+        }
+        if (--p.remaining == 0) {
+            releaseSlot(id);
+            p.lastDone = System.nanoTime();
+            return;
+        }
+        check(ring.enter(0));
+        ring.reap(sink);
+    }
+
+    /** Bounce chunks for unaligned direct reads through the ring: fixed count, one run each. */
+    static final int RING_CHUNKS = 32;
+    private MemorySegment chunks;
+    private long chunkBytes;
+    private int[] freeChunks;
+    private int freeChunkCount;
+    /** Every byte of the address space: the target of copies out of bounce chunks, by address. */
+    private static final MemorySegment EVERYWHERE = MemorySegment.NULL.reinterpret(Long.MAX_VALUE);
+
+    /** A free bounce chunk, waiting for completions when all are in use. Under the ring lock. */
+    private int takeChunk() {
+        if (chunks == null) {
+            chunkBytes = (long) maxRunBytes + 2L * block;
+            chunks = bounceArena.allocate(chunkBytes * RING_CHUNKS, block);
+            freeChunks = new int[RING_CHUNKS];
+            for (int c = 0; c < RING_CHUNKS; c++) {
+                freeChunks[c] = RING_CHUNKS - 1 - c;
+            }
+            freeChunkCount = RING_CHUNKS;
+        }
+        while (freeChunkCount == 0) {
+            check(ring.enter(1));
+            ring.reap(sink);
+        }
+        return freeChunks[--freeChunkCount];
+    }
+
+    /** Makes room for one more request: a free submission entry, and a completion entry it can post to. */
+    private void roomForOne() {
+        while (ring.space() == 0 || inFlight >= ring.completionEntries()) {
+            check(ring.enter(inFlight >= ring.completionEntries() ? 1 : 0));
+            ring.reap(sink);
+        }
+    }
+
+    private void check(int entered) {
+        if (entered < 0) {
+            throw new FormatException(file, "io_uring_enter failed (errno " + -entered + ")",
+                    "run with --io-backend threads, and report this");
+        }
+    }
+
+    private int takeSlot(ReadPlan p) {
+        for (int i = 0; i < slots.length; i++) {
+            if (slots[i] == null) {
+                slots[i] = p.pending;
+                return i;
+            }
+        }
+        int i = slots.length;
+        slots = Arrays.copyOf(slots, i * 2);
+        slots[i] = p.pending;
+        return i;
+    }
+
+    private void releaseSlot(int id) {
+        slots[id] = null;
+    }
+
+    /** One completion from the ring: counts it against its plan. Called under the ring lock. */
+    private void completed(long userData, int result) {
+        int id = (int) (userData >>> 32);
+        int request = (int) userData;
+        ReadPlan p = slots[id].plan;
+        inFlight--;
+        int chunk = p.requestChunk[request];
+        if (result < 0) {
+            if (p.error == null) {
+                p.error = "read failed (errno " + -result + ")";
+                p.errorHint = "check the disk; if it persists, re-convert";
+            }
+        } else {
+            stats.addIssued(result);
+            if (result < p.requestBytes[request]) {
+                if (p.error == null) {
+                    p.error = "read of " + p.requestBytes[request] + " bytes got only " + result;
+                    p.errorHint = RECONVERT;
+                }
+            } else if (chunk >= 0) {
+                long base = (long) chunk * chunkBytes - p.requestFrom[request];
+                for (int k = p.requestFirst[request], end = k + p.requestCount[request]; k < end; k++) {
+                    MemorySegment.copy(chunks, base + p.offsets[k], EVERYWHERE, p.addresses[k], p.lengths[k]);
+                }
+            }
+        }
+        if (chunk >= 0) {
+            freeChunks[freeChunkCount++] = chunk;
+        }
+        if (--p.remaining == 0) {
+            p.lastDone = System.nanoTime();
+            releaseSlot(id);
+        }
+    }
+
+    private void awaitRing(ReadPlan p) {
+        synchronized (ringLock) {
+            long c0 = cpuNow();
+            try {
+                awaitRingLocked(p);
+            } finally {
+                ringCpuNanos.addAndGet(cpuNow() - c0);
+            }
+        }
+    }
+
+    private void awaitRingLocked(ReadPlan p) {
+        ring.reap(sink);
+        while (p.remaining > 0) {
+            int r = ring.enter(1);
+            if (r < 0) {
+                throw new FormatException(file, "io_uring_enter failed while waiting (errno " + -r + ")",
+                        "run with --io-backend threads, and report this");
+            }
+            ring.reap(sink);
+        }
+    }
+
+    private static long cpuNow() {
+        return CPU.isCurrentThreadCpuTimeSupported() ? CPU.getCurrentThreadCpuTime() : 0;
+    }
+
+    private static final java.lang.management.ThreadMXBean CPU = java.lang.management.ManagementFactory.getThreadMXBean();
 
     private List<Read> plan(List<Read> reads) {
         List<Read> pieces = new ArrayList<>(reads.size());
@@ -408,7 +928,7 @@ public final class IoEngine implements AutoCloseable {
                 return null;
             }));
         }
-        return new Pending(futures, failed, lastDone, t0);
+        return new ThreadPending(futures, failed, lastDone, t0);
     }
 
     private void finish(List<Future<?>> futures, AtomicBoolean failed) {
@@ -535,6 +1055,11 @@ public final class IoEngine implements AutoCloseable {
             Thread.currentThread().interrupt();
         }
         closeQuietly(channel);
+        if (ring != null) {
+            synchronized (ringLock) {
+                ring.close();
+            }
+        }
         bounceArena.close();
     }
 }
