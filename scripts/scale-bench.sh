@@ -32,7 +32,7 @@ done
 out="$root/docs/figures/$shape"
 mkdir -p "$out"
 "$lf" bench --model "$work/$shape.bundle" --split-model "$work/$shape-split.bundle" --memory "$memory" \
-  --methods naive,hybrid,predictor,window,all-serial,all --activity synthetic --predictor-rank "$rank" --isolate --prewarm --limits --window-sweep 1,2,3,4,5,6,8 --sweep-memory 75% --tokens 32 --warmup 4 \
+  --methods naive,hybrid,predictor,window,all-threads,all-serial,all --activity synthetic --predictor-rank "$rank" --isolate --prewarm --limits --window-sweep 1,2,3,4,5,6,8 --sweep-memory 75% --tokens 32 --warmup 4 \
   --charts "$out" --json > "$out/bench.json"
 python3 - "$out/bench.json" <<'PY'
 import json, sys

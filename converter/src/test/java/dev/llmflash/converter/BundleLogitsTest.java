@@ -29,7 +29,8 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * bundle (dense mode) give the HF folder's logits (up to summation order: the bundle computes the
  * down projection as an accumulation over neurons, the HF path as dot products over rows), Hugging
  * Face's own reference logits within the reference tolerance, identical greedy continuations, and
- * bit-identical logits between the two layouts (same kernels, same order).
+ * the same logits between the two layouts up to the last bits (same kernels, same order; only the
+ * Vector API's lane sum may change order while the JIT warms up, between interpreted and compiled code).
  */
 class BundleLogitsTest {
     @TempDir
@@ -78,7 +79,13 @@ class BundleLogitsTest {
             for (int p = 0; p < prompts.size(); p++) {
                 int[] ids = ints(prompts.get(p).get("input_ids"));
                 float[] la = logits(a, ids), lb = logits(b, ids), lc = logits(c, ids);
-                assertArrayEquals(lb, lc, name + " prompt " + p + ": bundled and split logits are bit-identical");
+                float maxAbs = 0, maxDiff = 0;
+                for (int i = 0; i < lb.length; i++) {
+                    maxAbs = Math.max(maxAbs, Math.abs(lb[i]));
+                    maxDiff = Math.max(maxDiff, Math.abs(lb[i] - lc[i]));
+                }
+                assertTrue(maxDiff <= 1e-5f * maxAbs, name + " prompt " + p + ": bundled and split logits differ by " + maxDiff
+                        + " (max |logit| " + maxAbs + ")");
                 Tensor ref = refLogits.tensor(name + ".prompt" + p + ".logits");
                 float maxHf = 0, maxRef = 0;
                 for (int i = 0; i < la.length; i++) {

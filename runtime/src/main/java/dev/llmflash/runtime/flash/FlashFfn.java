@@ -296,6 +296,14 @@ public final class FlashFfn implements Ffn {
         prefetchedCount = nLoad;
     }
 
+    /** With a look-ahead: predicts the next layer's set from this layer's input and starts its reads. */
+    private void prefetchNext(float[] x, int off) {
+        if (lookahead != null) {
+            int na = lookahead.select(x, off, ahead);
+            next.prefetch(ahead, na);
+        }
+    }
+
     /** Waits for the look-ahead reads, counting them as this token's I/O. */
     private void awaitPrefetch() {
         if (prefetched != null) {
@@ -312,13 +320,10 @@ public final class FlashFfn implements Ffn {
     private void token(Kernels k, float[] x, int off, float[] out, int outOff) {
         int n = selector.select(x, off, active);
         step++;
-        if (lookahead != null) {
-            int na = lookahead.select(x, off, ahead);
-            next.prefetch(ahead, na);
-        }
         System.arraycopy(x, off, xs, 0, d);
         Arrays.fill(acc, 0f);
         if (n > cache.capacity()) {
+            prefetchNext(x, off);
             awaitPrefetch();
             overflow(k, n);
         } else {
@@ -366,6 +371,9 @@ public final class FlashFfn implements Ffn {
             metrics.layerSteps++;
 
             IoEngine.Pending pending = nLoad == 0 ? null : io.submit(reads);
+            // The next layer's look-ahead reads go after this layer's own misses, so that the disk serves
+            // what is waited for first.
+            prefetchNext(x, off);
             try {
                 if (nHit > 0) {
                     k.matvecGather(cache.rows(), dtype, d, cacheStride, hitSlots, nHit, xs, hHit);

@@ -936,7 +936,7 @@ public final class VectorKernels {
         for (int bound = F.loopBound(c); j < bound; j += L) {
             acc = loadF32(w, off + 4L * j).fma(FloatVector.fromArray(F, x, xOff + j), acc);
         }
-        float s = VectorOps.sum(acc);
+        float s = acc.reduceLanes(VectorOperators.ADD);
         for (; j < c; j++) {
             s += f32(w, off + 4L * j) * x[xOff + j];
         }
@@ -949,7 +949,7 @@ public final class VectorKernels {
         for (int bound = F.loopBound(c); j < bound; j += L) {
             acc = loadF16(w, off + 2L * j).fma(FloatVector.fromArray(F, x, xOff + j), acc);
         }
-        float s = VectorOps.sum(acc);
+        float s = acc.reduceLanes(VectorOperators.ADD);
         for (; j < c; j++) {
             s += f16(w, off + 2L * j) * x[xOff + j];
         }
@@ -962,7 +962,7 @@ public final class VectorKernels {
         for (int bound = F.loopBound(c); j < bound; j += L) {
             acc = loadBf16(w, off + 2L * j).fma(FloatVector.fromArray(F, x, xOff + j), acc);
         }
-        float s = VectorOps.sum(acc);
+        float s = acc.reduceLanes(VectorOperators.ADD);
         for (; j < c; j++) {
             s += bf16(w, off + 2L * j) * x[xOff + j];
         }
@@ -987,10 +987,10 @@ public final class VectorKernels {
             a2 = FloatVector.fromMemorySegment(F, w, o2 + b, LE).fma(xv, a2);
             a3 = FloatVector.fromMemorySegment(F, w, o3 + b, LE).fma(xv, a3);
         }
-        float s0 = VectorOps.sum(a0);
-        float s1 = VectorOps.sum(a1);
-        float s2 = VectorOps.sum(a2);
-        float s3 = VectorOps.sum(a3);
+        float s0 = a0.reduceLanes(VectorOperators.ADD);
+        float s1 = a1.reduceLanes(VectorOperators.ADD);
+        float s2 = a2.reduceLanes(VectorOperators.ADD);
+        float s3 = a3.reduceLanes(VectorOperators.ADD);
         for (; j < c; j++) {
             float xj = x[j];
             long b = 4L * j;
@@ -1050,10 +1050,10 @@ public final class VectorKernels {
         if (special.and(HALF_PAIR_CARRIES).reduceLanes(VectorOperators.OR) != 0) {
             return false;
         }
-        float s0 = VectorOps.sum(a0);
-        float s1 = VectorOps.sum(a1);
-        float s2 = VectorOps.sum(a2);
-        float s3 = VectorOps.sum(a3);
+        float s0 = a0.reduceLanes(VectorOperators.ADD);
+        float s1 = a1.reduceLanes(VectorOperators.ADD);
+        float s2 = a2.reduceLanes(VectorOperators.ADD);
+        float s3 = a3.reduceLanes(VectorOperators.ADD);
         for (; j < c; j++) {
             float xj = x[j];
             long b = 2L * j;
@@ -1132,10 +1132,10 @@ public final class VectorKernels {
             a3 = v3.and(BF16_HIGH).reinterpretAsFloats().fma(xo, a3);
             j += 2 * L;
         }
-        float s0 = VectorOps.sum(a0);
-        float s1 = VectorOps.sum(a1);
-        float s2 = VectorOps.sum(a2);
-        float s3 = VectorOps.sum(a3);
+        float s0 = a0.reduceLanes(VectorOperators.ADD);
+        float s1 = a1.reduceLanes(VectorOperators.ADD);
+        float s2 = a2.reduceLanes(VectorOperators.ADD);
+        float s3 = a3.reduceLanes(VectorOperators.ADD);
         for (; j < c; j++) {
             float xj = x[j];
             long b = 2L * j;
@@ -1203,14 +1203,14 @@ public final class VectorKernels {
             a33 = w3.fma(v, a33);
         }
         float[] s = {
-                VectorOps.sum(a00), VectorOps.sum(a01),
-                VectorOps.sum(a02), VectorOps.sum(a03),
-                VectorOps.sum(a10), VectorOps.sum(a11),
-                VectorOps.sum(a12), VectorOps.sum(a13),
-                VectorOps.sum(a20), VectorOps.sum(a21),
-                VectorOps.sum(a22), VectorOps.sum(a23),
-                VectorOps.sum(a30), VectorOps.sum(a31),
-                VectorOps.sum(a32), VectorOps.sum(a33)};
+                a00.reduceLanes(VectorOperators.ADD), a01.reduceLanes(VectorOperators.ADD),
+                a02.reduceLanes(VectorOperators.ADD), a03.reduceLanes(VectorOperators.ADD),
+                a10.reduceLanes(VectorOperators.ADD), a11.reduceLanes(VectorOperators.ADD),
+                a12.reduceLanes(VectorOperators.ADD), a13.reduceLanes(VectorOperators.ADD),
+                a20.reduceLanes(VectorOperators.ADD), a21.reduceLanes(VectorOperators.ADD),
+                a22.reduceLanes(VectorOperators.ADD), a23.reduceLanes(VectorOperators.ADD),
+                a30.reduceLanes(VectorOperators.ADD), a31.reduceLanes(VectorOperators.ADD),
+                a32.reduceLanes(VectorOperators.ADD), a33.reduceLanes(VectorOperators.ADD)};
         for (int k = 0; k < 4; k++) {
             for (int m = 0; m < 4; m++) {
                 float acc = s[4 * k + m];
@@ -1241,10 +1241,10 @@ public final class VectorKernels {
             a2 = FloatVector.fromArray(F, w, w2 + j).fma(xv, a2);
             a3 = FloatVector.fromArray(F, w, w3 + j).fma(xv, a3);
         }
-        float s0 = VectorOps.sum(a0);
-        float s1 = VectorOps.sum(a1);
-        float s2 = VectorOps.sum(a2);
-        float s3 = VectorOps.sum(a3);
+        float s0 = a0.reduceLanes(VectorOperators.ADD);
+        float s1 = a1.reduceLanes(VectorOperators.ADD);
+        float s2 = a2.reduceLanes(VectorOperators.ADD);
+        float s3 = a3.reduceLanes(VectorOperators.ADD);
         for (; j < c; j++) {
             float xj = x[xOff + j];
             s0 += w[w0 + j] * xj;

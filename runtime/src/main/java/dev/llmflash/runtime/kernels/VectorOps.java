@@ -13,32 +13,6 @@ import jdk.incubator.vector.VectorSpecies;
  */
 public final class VectorOps {
     private static final VectorSpecies<Float> F = FloatVector.SPECIES_PREFERRED;
-    /** SUM_SHUFFLES[k] brings lane i + 2^k to lane i (a pairwise tree over the lanes). */
-    private static final jdk.incubator.vector.VectorShuffle<Float>[] SUM_SHUFFLES = sumShuffles();
-
-    @SuppressWarnings("unchecked")
-    private static jdk.incubator.vector.VectorShuffle<Float>[] sumShuffles() {
-        int n = F.length(), steps = Integer.numberOfTrailingZeros(n);
-        jdk.incubator.vector.VectorShuffle<Float>[] out = new jdk.incubator.vector.VectorShuffle[steps];
-        for (int k = 0; k < steps; k++) {
-            int half = n >> (k + 1);
-            out[k] = jdk.incubator.vector.VectorShuffle.fromOp(F, i -> (i + half) % n);
-        }
-        return out;
-    }
-
-    /**
-     * The sum of v's lanes in a fixed pairwise order (lane-wise adds of halves), so that it is the same
-     * bit for bit whether the Vector API runs intrinsified (C2) or in its Java fallback (interpreter, C1):
-     * {@code reduceLanes(ADD)} sums in a different order in each, which made a model's logits change in
-     * the last bit while the JIT warmed up.
-     */
-    public static float sum(FloatVector v) {
-        for (jdk.incubator.vector.VectorShuffle<Float> s : SUM_SHUFFLES) {
-            v = v.add(v.rearrange(s));
-        }
-        return v.lane(0);
-    }
     private static final int L = F.length();
 
     private VectorOps() {
@@ -56,7 +30,7 @@ public final class VectorOps {
         for (int bound = F.loopBound(n); k < bound; k += L) {
             s0 = FloatVector.fromArray(F, a, aOff + k).fma(FloatVector.fromArray(F, b, bOff + k), s0);
         }
-        float s = sum(s0.add(s1));
+        float s = s0.add(s1).reduceLanes(VectorOperators.ADD);
         for (; k < n; k++) {
             s += a[aOff + k] * b[bOff + k];
         }
