@@ -292,7 +292,7 @@ public final class FlashFfn implements Ffn {
         }
         IoEngine.ReadPlan reads = reads(prefetchPlan, load, loadSlots, nLoad);
         metrics.addMem(System.nanoTime() - m0);
-        prefetched = io.submit(reads);
+        prefetched = io.submitAhead(reads);
         prefetchedCount = nLoad;
     }
 

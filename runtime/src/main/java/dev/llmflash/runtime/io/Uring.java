@@ -34,6 +34,9 @@ final class Uring implements AutoCloseable {
     private static final int SYS_IO_URING_ENTER = 426;
     private static final int IORING_ENTER_GETEVENTS = 1;
     private static final int IORING_FEAT_SINGLE_MMAP = 1;
+    /** Completions wait for this thread's next entry into the kernel instead of interrupting it (5.19+). */
+    private static final int IORING_SETUP_COOP_TASKRUN = 1 << 8;
+    private static final int EINVAL = 22;
     private static final long IORING_OFF_SQ_RING = 0L;
     private static final long IORING_OFF_CQ_RING = 0x8000000L;
     private static final long IORING_OFF_SQES = 0x10000000L;
@@ -115,7 +118,15 @@ final class Uring implements AutoCloseable {
             throw new UnsupportedOperationException(UNAVAILABLE);
         }
         MemorySegment params = arena.allocate(120, 8);
+        // COOP_TASKRUN: a completed read is posted when the submitting thread next enters the kernel
+        // (it waits through io_uring_enter anyway) rather than by an inter-processor interrupt into
+        // whatever it is computing; on a VM each such interrupt is a VM exit.
+        params.set(JAVA_INT, 8, IORING_SETUP_COOP_TASKRUN);
         long fd = syscall(SYS_IO_URING_SETUP, wanted, params.address(), 0, 0, 0, 0);
+        if (fd < 0 && errno() == EINVAL) {
+            params.fill((byte) 0);
+            fd = syscall(SYS_IO_URING_SETUP, wanted, params.address(), 0, 0, 0, 0);
+        }
         if (fd < 0) {
             int errno = errno();
             arena.close();
@@ -247,8 +258,7 @@ final class Uring implements AutoCloseable {
      * @return the system call's result (entries consumed), or the negated errno
      */
     int enter(int waitFor) {
-        INT_ACQ_REL.setRelease(sqRing, sqTail, localTail);
-        int toSubmit = queued;
+        int toSubmit = publish();
         while (true) {
             long r = syscall(SYS_IO_URING_ENTER, ringFd, toSubmit, waitFor, waitFor > 0 ? IORING_ENTER_GETEVENTS : 0, 0, 0);
             if (r >= 0) {
@@ -260,6 +270,50 @@ final class Uring implements AutoCloseable {
                 return -errno;
             }
         }
+    }
+
+    /** Makes every queued entry visible to the kernel; returns how many are queued. Under the owner's lock. */
+    int publish() {
+        INT_ACQ_REL.setRelease(sqRing, sqTail, localTail);
+        return queued;
+    }
+
+    /**
+     * Submits up to {@code toSubmit} published entries without waiting. Unlike the other methods this
+     * may run outside the owner's lock, concurrently with {@link #prepRead} (the kernel reads only up
+     * to the published tail) and with another thread's {@link #enter}: {@code errnoCapture} is the
+     * calling thread's own (from {@link #newCapture}). Report the result with {@link #consumed} under
+     * the lock.
+     *
+     * @return entries the kernel consumed, or the negated errno
+     */
+    int submitOnly(int toSubmit, MemorySegment errnoCapture) {
+        while (true) {
+            long r;
+            try {
+                r = (long) SYSCALL.invokeExact(errnoCapture, (long) SYS_IO_URING_ENTER, (long) ringFd, (long) toSubmit,
+                        0L, 0L, 0L, 0L);
+            } catch (Throwable t) {
+                throw new IllegalStateException("io_uring system call failed: " + t, t);
+            }
+            if (r >= 0) {
+                return (int) r;
+            }
+            int errno = (int) ERRNO.get(errnoCapture, 0L);
+            if (errno != EINTR) {
+                return -errno;
+            }
+        }
+    }
+
+    /** Records that {@code submitted} queued entries were consumed by {@link #submitOnly}. Under the lock. */
+    void consumed(int submitted) {
+        queued -= Math.min(Math.max(submitted, 0), queued);
+    }
+
+    /** A capture segment for {@link #submitOnly} on another thread, freed with the ring. */
+    MemorySegment newCapture() {
+        return arena.allocate(CAPTURE);
     }
 
     /** Receives one completion. */

@@ -131,7 +131,8 @@ class ReadPlanTest {
                 // it has bounce chunks.
                 int reads = round < 4 ? 40 + rnd.nextInt(100) : 1500;
                 List<Want> wants = randomPlan(rnd, plan, dst, reads, size);
-                assertTimeoutPreemptively(NO_HANG, () -> io.submit(plan).await());
+                boolean ahead = round % 2 == 1;  // look-ahead submission: the engine's submitter issues it
+                assertTimeoutPreemptively(NO_HANG, () -> (ahead ? io.submitAhead(plan) : io.submit(plan)).await());
                 assertLanded(wants);
             }
             assertTrue(io.stats().readsIssued() > 0 && io.stats().readsIssued() <= io.stats().readsRequested(), io.stats().toString());
@@ -171,7 +172,7 @@ class ReadPlanTest {
                 List<Want> wa = randomPlan(rnd, pa, a, 300, size);
                 List<Want> wb = randomPlan(rnd, pb, b, 300, size);
                 IoEngine.Pending first = io.submit(pa);
-                IoEngine.Pending second = io.submit(pb);
+                IoEngine.Pending second = round < 2 ? io.submit(pb) : io.submitAhead(pb);
                 assertThrows(IllegalStateException.class, () -> io.submit(pa), "a plan in flight is not submitted twice");
                 assertThrows(IllegalStateException.class, pa::clear);
                 boolean secondFirst = round % 2 == 0;
@@ -188,6 +189,29 @@ class ReadPlanTest {
                 assertLanded(wa);
                 assertLanded(wb);
                 assertTrue(first.latencyNanos() > 0 && first.waitedNanos() >= 0);
+            }
+        }
+    }
+
+    @Test
+    void aLookAheadPlanIsIssuedByTheSubmitterWithoutAnyoneWaiting() throws IOException {
+        int size = 2 << 20;
+        Path f = randomFile(size, 13);
+        try (IoEngine io = open(f, Backend.URING, true); Arena arena = Arena.ofShared()) {
+            MemorySegment dst = arena.allocate(32L << 20, BLOCK);
+            ReadPlan plan = new ReadPlan();
+            Random rnd = new Random(17);
+            for (int round = 0; round < 3; round++) {
+                List<Want> wants = randomPlan(rnd, plan, dst, 200, size);
+                IoEngine.Pending p = io.submitAhead(plan);
+                // Nobody enters the kernel for this plan but the submitter thread: its entries must drain.
+                long deadline = System.nanoTime() + NO_HANG.toNanos();
+                while (io.ringQueued() > 0) {
+                    assertTrue(System.nanoTime() < deadline, "the submitter never issued the look-ahead plan");
+                    Thread.onSpinWait();
+                }
+                assertTimeoutPreemptively(NO_HANG, p::await);
+                assertLanded(wants);
             }
         }
     }
