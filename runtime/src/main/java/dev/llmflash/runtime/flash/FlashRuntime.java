@@ -215,7 +215,7 @@ public final class FlashRuntime implements AutoCloseable {
         this.source = o.mode() == Mode.FLASH ? o.selectorSource() : null;
         this.predictors = o.mode() == Mode.FLASH && source == null && o.selector() == Selector.TRAINED ? readPredictors(b) : null;
         IoEngine engine = IoEngine.open(b.dir().resolve(b.manifest().ffn().file()), o.ioThreads(), o.direct(), MAX_GAP, MAX_RUN_BYTES,
-                o.ioBackend());
+                o.ioBackend(), g.stride());
         try {
             this.plan = new FlashPlan(o, b, predictors, source, engine.maxBufferBytes());
             MemorySegment stream = null;

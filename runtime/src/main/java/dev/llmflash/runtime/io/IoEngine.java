@@ -264,6 +264,19 @@ public final class IoEngine implements AutoCloseable {
      *                         refuses it
      */
     public static IoEngine open(Path file, int threads, boolean direct, int maxGap, int maxRunBytes, Backend backend) {
+        return open(file, threads, direct, maxGap, maxRunBytes, backend, 0);
+    }
+
+    /**
+     * Like {@link #open(Path, int, boolean, int, int, Backend)}, told the step of the reads to come
+     * ({@code readStep}: the bundle stride; 0 = unknown). {@code AUTO} then takes the thread pool for
+     * direct reads whose step is not block-aligned: through io_uring each such run goes through a bounce
+     * chunk, and with a fixed set of chunks the submitting thread waits for chunks to come back
+     * (measured on the Falcon-7B shape, 18176-byte bundles, at 50%: 673 ms/token against 416 with the
+     * thread pool, 2026-12-03).
+     */
+    public static IoEngine open(Path file, int threads, boolean direct, int maxGap, int maxRunBytes, Backend backend,
+                                long readStep) {
         if (threads < 1 || maxGap < 0 || maxRunBytes < 1) {
             throw new IllegalArgumentException("threads " + threads + ", maxGap " + maxGap + ", maxRunBytes " + maxRunBytes);
         }
@@ -295,7 +308,10 @@ public final class IoEngine implements AutoCloseable {
             long size = ch.size();
             Uring ring = null;
             String refusal = null;
-            if (backend != Backend.THREADS) {
+            if (backend == Backend.AUTO && isDirect && readStep % block != 0) {
+                refusal = "direct reads in " + readStep + "-byte steps are not " + block
+                        + "-aligned; the thread pool reads them faster";
+            } else if (backend != Backend.THREADS) {
                 try {
                     ring = Uring.open(file, isDirect, RING_ENTRIES);
                 } catch (UnsupportedOperationException | IllegalStateException e) {

@@ -515,7 +515,10 @@ public final class Kernels implements AutoCloseable {
         }
         checkStrided(w, dt, row + 1L, c, (long) c * dt.bytes());
         checkArrays(out, 0, out, c);
-        VectorKernels.toF32(w, dt, (long) row * c, out, 0, c);
+        // Once per token: too rarely for C2 to compile a Vector API loop early, and the Vector API run
+        // uncompiled boxes every vector (~50 KB per token on opt-1.3b, JFR). The scalar conversion
+        // (an intrinsic) is exact and costs microseconds here.
+        ScalarKernels.row(w, dt, row, c, out);
     }
 
     /** The transposed sum on the calling thread (16-bit: into a split-order scratch, then into y). */

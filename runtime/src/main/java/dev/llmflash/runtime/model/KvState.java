@@ -35,6 +35,8 @@ class KvState implements LanguageModel.State {
     final DType kvType;
     final MemorySegment[] keys;   // [layer] capacity x kvDim elements of kvType
     final MemorySegment[] values; // [layer] capacity x kvDim elements of kvType
+    /** [layer][kv head]: the caches from that head's first element on, made once (no slices per token). */
+    private final MemorySegment[][] headKeys, headValues;
     final int headDim;
     final float[] scores;   // [span x capacity]: one head's scores of every token in the pass
     final float[] qh;       // [span x hd]: one head's queries, contiguous
@@ -61,6 +63,15 @@ class KvState implements LanguageModel.State {
             values[l] = arena.allocate(bytes, 64);
         }
         this.headDim = headDim;
+        int kvHeads = kvDim / headDim;
+        this.headKeys = new MemorySegment[layers][kvHeads];
+        this.headValues = new MemorySegment[layers][kvHeads];
+        for (int l = 0; l < layers; l++) {
+            for (int h = 0; h < kvHeads; h++) {
+                headKeys[l][h] = keys[l].asSlice((long) h * headDim * kvType.bytes());
+                headValues[l][h] = values[l].asSlice((long) h * headDim * kvType.bytes());
+            }
+        }
         this.scores = new float[span * capacity];
         this.qh = new float[span * headDim];
         this.oh = new float[span * headDim];
@@ -128,19 +139,20 @@ class KvState implements LanguageModel.State {
      * @param out n x (nh*hd) attention outputs (before the output projection)
      */
     void attention(Kernels k, int layer, float[] q, int n, int nh, int nkv, int hd, float scale, float[] out) {
-        MemorySegment kc = keys[layer];
-        MemorySegment vc = values[layer];
+        if (hd != headDim || nkv != headKeys[layer].length) {
+            throw new IllegalArgumentException("attention over " + nkv + " heads of " + hd + " on a cache of "
+                    + headKeys[layer].length + " heads of " + headDim);
+        }
         int eb = kvType.bytes();
         int group = nh / nkv;
         int qd = nh * hd;
         int p = length + n;
         long rowBytes = (long) kvDim * eb;
         for (int h = 0; h < nh; h++) {
-            int kvOff = (h / group) * hd;
             for (int t = 0; t < n; t++) {
                 System.arraycopy(q, t * qd + h * hd, qh, t * hd, hd);
             }
-            MemorySegment kh = kc.asSlice((long) kvOff * eb), vh = vc.asSlice((long) kvOff * eb);
+            MemorySegment kh = headKeys[layer][h / group], vh = headValues[layer][h / group];
             if (n == 1) {
                 k.matvecStrided(kh, kvType, p, hd, rowBytes, qh, scores);
             } else {

@@ -194,6 +194,21 @@ class ReadPlanTest {
     }
 
     @Test
+    void autoTakesTheThreadPoolForDirectReadsInUnalignedSteps() throws IOException {
+        Path f = randomFile(1 << 20, 19);
+        try (IoEngine falconLike = IoEngine.open(f, 2, true, 0, 64 * 1024, Backend.AUTO, 18_176);
+             IoEngine optLike = IoEngine.open(f, 2, true, 0, 64 * 1024, Backend.AUTO, 16_384);
+             IoEngine buffered = IoEngine.open(f, 2, false, 0, 64 * 1024, Backend.AUTO, 18_176);
+             IoEngine asked = IoEngine.open(f, 2, true, 0, 64 * 1024, Backend.URING, 18_176)) {
+            assertFalse(falconLike.uring(), falconLike.backend());
+            assertTrue(falconLike.backend().contains("18176-byte steps are not 4096-aligned"), falconLike.backend());
+            assertTrue(optLike.uring(), optLike.backend());
+            assertTrue(buffered.uring(), "buffered reads need no alignment: " + buffered.backend());
+            assertTrue(asked.uring(), "an explicit URING is kept: " + asked.backend());
+        }
+    }
+
+    @Test
     void aLookAheadPlanIsIssuedByTheSubmitterWithoutAnyoneWaiting() throws IOException {
         int size = 2 << 20;
         Path f = randomFile(size, 13);
