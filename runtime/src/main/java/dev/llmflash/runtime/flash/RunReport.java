@@ -136,8 +136,10 @@ public final class RunReport {
     }
 
     /** Heap bytes this thread and the I/O threads have allocated so far (HotSpot's per-thread counters), or 0. */
+    private static final java.lang.management.ThreadMXBean THREADS = java.lang.management.ManagementFactory.getThreadMXBean();
+
     private long allocated() {
-        if (!(java.lang.management.ManagementFactory.getThreadMXBean() instanceof com.sun.management.ThreadMXBean mx)
+        if (!(THREADS instanceof com.sun.management.ThreadMXBean mx)  // looked up once: each lookup allocates
                 || !mx.isThreadAllocatedMemorySupported()) {
             return 0;
         }

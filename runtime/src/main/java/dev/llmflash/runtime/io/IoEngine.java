@@ -338,14 +338,13 @@ public final class IoEngine implements AutoCloseable {
      * out of bounce buffers, the pool's hand-offs).
      */
     public long threadCpuNanos() {
-        java.lang.management.ThreadMXBean mx = java.lang.management.ManagementFactory.getThreadMXBean();
+        java.lang.management.ThreadMXBean mx = CPU;  // looked up once: each lookup allocates
         if (!mx.isThreadCpuTimeSupported()) {
             return 0;
         }
         long sum = 0;
-        for (Thread t : poolThreads) {
-            long c = mx.getThreadCpuTime(t.threadId());
-            sum += Math.max(0, c);
+        for (int i = 0; i < poolThreads.size(); i++) {
+            sum += Math.max(0, mx.getThreadCpuTime(poolThreads.get(i).threadId()));
         }
         if (ringThread != null) {
             sum += Math.max(0, mx.getThreadCpuTime(ringThread.threadId()));
@@ -355,13 +354,16 @@ public final class IoEngine implements AutoCloseable {
 
     /** Heap bytes the I/O threads have allocated so far (HotSpot's per-thread counters), or 0. */
     public long threadAllocatedBytes() {
-        if (!(java.lang.management.ManagementFactory.getThreadMXBean() instanceof com.sun.management.ThreadMXBean mx)
+        if (!(CPU instanceof com.sun.management.ThreadMXBean mx)
                 || !mx.isThreadAllocatedMemorySupported()) {
             return 0;
         }
         long sum = 0;
-        for (Thread t : poolThreads) {
-            sum += Math.max(0, mx.getThreadAllocatedBytes(t.threadId()));
+        for (int i = 0; i < poolThreads.size(); i++) {
+            sum += Math.max(0, mx.getThreadAllocatedBytes(poolThreads.get(i).threadId()));
+        }
+        if (ringThread != null) {
+            sum += Math.max(0, mx.getThreadAllocatedBytes(ringThread.threadId()));
         }
         return sum;
     }
@@ -567,6 +569,10 @@ public final class IoEngine implements AutoCloseable {
         private long[] addresses;
         private int n;
         private long[] keys = new long[0];
+        private long[] scratchOffsets = new long[0];
+        private int[] scratchLengths = new int[0];
+        private long[] scratchAddresses = new long[0];
+        private int[] scratchOrder = new int[0];
         /** Per ring request: bytes that must arrive, first read, reads, bounce chunk (-1: none), aligned file start. */
         private int[] requestBytes = new int[0];
         private int[] requestFirst = new int[0];
@@ -744,23 +750,45 @@ public final class IoEngine implements AutoCloseable {
                 perm[i] = i;
             }
             Arrays.sort(perm, Comparator.comparingLong(i -> p.offsets[i]));
-            permute(p, i -> perm[i]);
+            int[] order = new int[n];
+            for (int i = 0; i < n; i++) {
+                order[i] = perm[i];
+            }
+            permute(p, order);
             return;
         }
         for (int i = 0; i < n; i++) {
             p.keys[i] = p.offsets[i] << 20 | i;
         }
         Arrays.sort(p.keys, 0, n);
-        permute(p, i -> (int) (p.keys[i] & ((1 << 20) - 1)));
+        growScratch(p, n);
+        int[] order = p.scratchOrder;
+        for (int i = 0; i < n; i++) {
+            order[i] = (int) (p.keys[i] & ((1 << 20) - 1));
+        }
+        permute(p, order);
     }
 
-    private static void permute(ReadPlan p, java.util.function.IntUnaryOperator from) {
+    /** The plan's scratch for reordering, kept with it: a look-ahead plan is rarely in offset order. */
+    private static void growScratch(ReadPlan p, int n) {
+        if (p.scratchOffsets.length < n) {
+            int c = Math.max(n, p.scratchOffsets.length * 2);
+            p.scratchOffsets = new long[c];
+            p.scratchLengths = new int[c];
+            p.scratchAddresses = new long[c];
+            p.scratchOrder = new int[c];
+        }
+    }
+
+    /** Reorders the plan's reads: read i becomes the old read {@code order[i]}. */
+    private static void permute(ReadPlan p, int[] order) {
         int n = p.n;
-        long[] o = new long[n];
-        int[] l = new int[n];
-        long[] a = new long[n];
+        growScratch(p, n);
+        long[] o = p.scratchOffsets;
+        int[] l = p.scratchLengths;
+        long[] a = p.scratchAddresses;
         for (int i = 0; i < n; i++) {
-            int j = from.applyAsInt(i);
+            int j = order[i];
             o[i] = p.offsets[j];
             l[i] = p.lengths[j];
             a[i] = p.addresses[j];
