@@ -12,7 +12,8 @@ import java.util.Arrays;
  * @param name  the tensor's name as stored in the checkpoint (HF naming)
  * @param dtype element type
  * @param shape dimensions, outermost first; {@code []} for a scalar
- * @param data  exactly {@code numel() * dtype.bytes()} bytes
+ * @param data  exactly {@code dtype.storageBytes(shape)} bytes ({@code numel() * dtype.bytes()} for the
+ *              plain types; rows of the last dimension for the block-quantized ones)
  */
 public record Tensor(String name, DType dtype, long[] shape, MemorySegment data) {
 
@@ -22,7 +23,7 @@ public record Tensor(String name, DType dtype, long[] shape, MemorySegment data)
 
     public Tensor {
         shape = shape.clone();
-        long expected = numel(shape) * dtype.bytes();
+        long expected = dtype.storageBytes(shape);
         if (data.byteSize() != expected) {
             throw new IllegalArgumentException("tensor " + name + ": " + data.byteSize() + " bytes for "
                     + dtype + Arrays.toString(shape) + ", expected " + expected);
@@ -57,6 +58,10 @@ public record Tensor(String name, DType dtype, long[] shape, MemorySegment data)
 
     /** Element {@code i} (flat index) converted to float. Slow: for tests, small vectors and load time. */
     public float getFloat(long i) {
+        if (dtype.isQuantized()) {
+            int c = Math.toIntExact(shape[shape.length - 1]);
+            return Quant.get(data, dtype, (i / c) * dtype.rowBytes(c), c, (int) (i % c));
+        }
         return switch (dtype) {
             case F32 -> data.getAtIndex(FLOAT_LE, i);
             case F16 -> Float.float16ToFloat(data.getAtIndex(SHORT_LE, i));
