@@ -5,6 +5,7 @@ import dev.llmflash.converter.ConvertResult;
 import dev.llmflash.converter.Converter;
 import dev.llmflash.converter.TerminalProgress;
 import dev.llmflash.formats.bundle.FfnLayout;
+import dev.llmflash.formats.bundle.Quantization;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
@@ -37,6 +38,11 @@ final class ConvertCommand implements Callable<Integer> {
             + "(two matrices: the ablation) (default: ${DEFAULT-VALUE}).")
     String layout = "bundled";
 
+    @Option(names = "--quant", paramLabel = "Q", description = "none | q8 | q4: block-quantize every weight matrix "
+            + "(attention, FFN, an untied LM head) to Q8_0 or Q4_0 (32 weights per f16 scale), the token embeddings to "
+            + "Q8_0; norms and biases keep --dtype (default: ${DEFAULT-VALUE}).")
+    String quant = "none";
+
     @Option(names = "--force", description = "Replace an existing bundle (only once the new one is complete).")
     boolean force;
 
@@ -53,7 +59,12 @@ final class ConvertCommand implements Callable<Integer> {
             case "split" -> FfnLayout.SPLIT;
             default -> throw new IllegalArgumentException("--layout '" + layout + "' is not one of bundled, split");
         };
-        ConvertOptions o = new ConvertOptions(input, output, dtype == null ? null : Dtypes.parse(dtype, "--dtype"), l, force);
+        Quantization q = Quantization.fromJsonName(quant);
+        if (q == null) {
+            throw new IllegalArgumentException("--quant '" + quant + "' is not one of none, q8, q4");
+        }
+        ConvertOptions o = new ConvertOptions(input, output, dtype == null ? null : Dtypes.parse(dtype, "--dtype"), l, force,
+                q);
         ConvertResult r = Converter.convert(o, new TerminalProgress());
         PrintWriter out = spec.commandLine().getOut();
         if (json) {
@@ -62,11 +73,14 @@ final class ConvertCommand implements Callable<Integer> {
             j.put("bytes_written", r.bytesWritten());
             j.put("seconds", r.seconds());
             j.put("bytes_per_second", r.bytesPerSecond());
+            j.put("bytes_read", r.bytesRead());
+            j.put("io_bytes_per_second", r.ioBytesPerSecond());
             j.put("files", r.files().stream().map(p -> p.getFileName().toString()).toList());
             out.println(Json.write(j));
         } else {
-            out.printf(Locale.ROOT, "wrote %s (%.2f GB in %.1f s, %.2f GB/s)%n", r.bundle(), r.bytesWritten() / 1e9, r.seconds(),
-                    r.bytesPerSecond() / 1e9);
+            out.printf(Locale.ROOT, "wrote %s (%.2f GB in %.1f s, %.2f GB/s; read %.2f GB: %.2f GB/s read + written)%n",
+                    r.bundle(), r.bytesWritten() / 1e9, r.seconds(), r.bytesPerSecond() / 1e9, r.bytesRead() / 1e9,
+                    r.ioBytesPerSecond() / 1e9);
         }
         return 0;
     }

@@ -3,6 +3,7 @@ package dev.llmflash.cli;
 import dev.llmflash.formats.LlmflashException;
 import dev.llmflash.formats.bundle.Bundle;
 import dev.llmflash.formats.bundle.BundleManifest;
+import dev.llmflash.formats.bundle.Quantization;
 import dev.llmflash.runtime.budget.MemoryPlan;
 import dev.llmflash.formats.checkpoint.Checkpoint;
 import dev.llmflash.formats.hf.FalconConfig;
@@ -65,9 +66,16 @@ final class InspectCommand implements Callable<Integer> {
             Map<String, Object> j = new LinkedHashMap<>();
             j.put("path", dir.toString());
             j.put("kind", "bundle");
-            j.put("format_version", BundleManifest.VERSION);
+            j.put("format_version", m.version());
             j.put("config", configMap(c));
             j.put("dtype", m.dtype().name());
+            j.put("quant", m.quant().jsonName());
+            j.put("ffn_dtype", m.ffn().dtype().name());
+            Map<String, Long> residentByType = new java.util.TreeMap<>();
+            for (BundleManifest.ResidentTensor t : m.resident().tensors()) {
+                residentByType.merge(t.dtype().name(), t.length(), Long::sum);
+            }
+            j.put("resident_bytes_by_dtype", residentByType);
             j.put("layout", m.ffn().layout().name().toLowerCase());
             j.put("bundle_stride", m.ffn().bundleStride());
             j.put("alignment", m.ffn().alignment());
@@ -98,7 +106,16 @@ final class InspectCommand implements Callable<Integer> {
                 return 0;
             }
             out.printf("%s: llmflash bundle v%d, %s, %s layout (bundle stride %,d bytes, alignment %d)%n", dir,
-                    BundleManifest.VERSION, m.dtype(), j.get("layout"), m.ffn().bundleStride(), m.ffn().alignment());
+                    m.version(), m.dtype(), j.get("layout"), m.ffn().bundleStride(), m.ffn().alignment());
+            if (m.quant() != Quantization.NONE) {
+                out.printf("  %-22s %s: FFN %s, weight matrices %s, token embeddings %s, %d weights per f16 scale;"
+                                + " norms and biases %s%n", "quantization", m.quant().jsonName(), m.ffn().dtype(),
+                        m.quant().matrices(), m.quant().embeddings(), m.ffn().dtype().blockSize(), m.dtype());
+            }
+            StringBuilder byType = new StringBuilder();
+            residentByType.forEach((k, v) -> byType.append(byType.isEmpty() ? "" : ", ").append(k).append(' ')
+                    .append(String.format("%,d", v)));
+            out.printf("  %-22s %s bytes%n", "resident by dtype", byType);
             configMap(c).forEach((k, v) -> out.printf("  %-22s %s%n", k, v));
             out.printf("  %-22s %,d bytes (embeddings, attention, norms, biases: always in DRAM)%n", "resident", resident);
             out.printf("  %-22s %,d bytes (FFN, streamed from flash)%n", "flash", flash);

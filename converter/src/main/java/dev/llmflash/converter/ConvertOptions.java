@@ -2,6 +2,7 @@ package dev.llmflash.converter;
 
 import dev.llmflash.formats.LlmflashException;
 import dev.llmflash.formats.bundle.FfnLayout;
+import dev.llmflash.formats.bundle.Quantization;
 import dev.llmflash.formats.tensor.DType;
 
 import java.nio.file.Path;
@@ -17,8 +18,15 @@ import java.util.Objects;
  *               its FFN weight matrices
  * @param layout how ffn.bin arranges the FFN weights
  * @param force  replace an existing bundle at {@code output} (only once the new one is complete)
+ * @param quant  how weight matrices are quantized ({@link Quantization}; NONE: stored in the dtype)
  */
-public record ConvertOptions(Path input, Path output, DType dtype, FfnLayout layout, boolean force) {
+public record ConvertOptions(Path input, Path output, DType dtype, FfnLayout layout, boolean force,
+                             Quantization quant) {
+
+    /** Options without quantization. */
+    public ConvertOptions(Path input, Path output, DType dtype, FfnLayout layout, boolean force) {
+        this(input, output, dtype, layout, force, Quantization.NONE);
+    }
 
     /**
      * @throws LlmflashException if the dtype cannot be a bundle's, or the output is the input folder, contains
@@ -28,6 +36,7 @@ public record ConvertOptions(Path input, Path output, DType dtype, FfnLayout lay
         Objects.requireNonNull(input, "input");
         Objects.requireNonNull(output, "output");
         Objects.requireNonNull(layout, "layout");
+        Objects.requireNonNull(quant, "quant");
         input = input.toAbsolutePath().normalize();
         output = output.toAbsolutePath().normalize();
         if (dtype != null && !dtype.isComputeType()) {
@@ -47,6 +56,11 @@ public record ConvertOptions(Path input, Path output, DType dtype, FfnLayout lay
 
     /** The same options with another target dtype (null: the checkpoint's own). */
     public ConvertOptions withDtype(DType newDtype) {
-        return new ConvertOptions(input, output, newDtype, layout, force);
+        return new ConvertOptions(input, output, newDtype, layout, force, quant);
+    }
+
+    /** The same options with another quantization. */
+    public ConvertOptions withQuant(Quantization newQuant) {
+        return new ConvertOptions(input, output, dtype, layout, force, newQuant);
     }
 }

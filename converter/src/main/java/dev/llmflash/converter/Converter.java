@@ -7,6 +7,7 @@ import dev.llmflash.formats.bundle.BundleManifest;
 import dev.llmflash.formats.bundle.FfnFileWriter;
 import dev.llmflash.formats.bundle.FfnGeometry;
 import dev.llmflash.formats.bundle.MappedPages;
+import dev.llmflash.formats.bundle.Quantization;
 import dev.llmflash.formats.hf.FalconConfig;
 import dev.llmflash.formats.hf.HfCheckpoint;
 import dev.llmflash.formats.hf.HfConfig;
@@ -15,6 +16,7 @@ import dev.llmflash.formats.hf.OptConfig;
 import dev.llmflash.formats.safetensors.SafetensorsFile;
 import dev.llmflash.formats.safetensors.SafetensorsWriter;
 import dev.llmflash.formats.tensor.DType;
+import dev.llmflash.formats.tensor.Quant;
 import dev.llmflash.formats.tensor.Tensor;
 
 import java.io.IOException;
@@ -44,8 +46,10 @@ import java.util.zip.CRC32C;
  * Converts a Hugging Face model folder (OPT or Falcon; safetensors or PyTorch .bin, sharded or not)
  * into an llmflash bundle (docs/FORMAT.md):
  * <ol>
- *   <li>resident.safetensors: every tensor but the FFN weight matrices, float tensors converted to the
- *       bundle dtype, in name order; a tied LM head identical to the embedding is left out;</li>
+ *   <li>resident.safetensors: every tensor but the FFN weight matrices, in name order, float tensors
+ *       converted to the bundle dtype or, with {@code --quant}, weight matrices quantized
+ *       ({@link #residentType}; stored as U8 rows, the manifest records the logical dtype); a tied LM
+ *       head identical to the embedding is left out;</li>
  *   <li>ffn.bin: each layer's up rows and down columns, bundled or split ({@link FfnFileWriter},
  *       fed by {@link LayerSource});</li>
  *   <li>the tokenizer files, copied byte for byte;</li>
@@ -81,7 +85,11 @@ public final class Converter {
     private final ModelConfig config;
     private final SourceLayout source;
     private final DType dtype;
+    /** The FFN's dtype: the bundle dtype, or the quantized one. */
+    private final DType ffnDtype;
     private final FfnGeometry geometry;
+    /** The dtype each resident tensor is written in (its logical dtype: Q8_0 / Q4_0 where quantized). */
+    private final Map<String, DType> residentTypes = new HashMap<>();
     private final List<Tensor> residentTensors = new ArrayList<>();
     private final Map<String, Integer> residentCrcs = new HashMap<>();
     private final List<Path> tokenizerSources = new ArrayList<>();
@@ -89,6 +97,8 @@ public final class Converter {
     private final long totalBytes;
     private final ByteBuffer chunk = ByteBuffer.allocateDirect(RESIDENT_CHUNK_BYTES);
     private final MemorySegment chunkSegment = MemorySegment.ofBuffer(chunk);
+    /** Quantization's f32 rows (grown to a chunk's). */
+    private float[] f32 = new float[0];
     private StagingDirectory staging;
     private Progress.Stage stage = Progress.Stage.RESIDENT;
     private long doneBytes;
@@ -100,7 +110,15 @@ public final class Converter {
         this.config = hf.config();
         this.source = SourceLayout.of(config, hf.weights());
         this.dtype = options.dtype() != null ? options.dtype() : hf.weights().tensor(source.up(0)).dtype();
-        this.geometry = FfnGeometry.of(options.layout(), dtype, config.numLayers(), config.hiddenSize(), config.ffnSize());
+        Quantization quant = options.quant();
+        this.ffnDtype = quant == Quantization.NONE ? dtype : quant.matrices();
+        if (!ffnDtype.fitsRow(config.hiddenSize())) {
+            throw new LlmflashException("cannot quantize " + options.input() + " to " + quant.jsonName() + ": its"
+                    + " hidden size " + config.hiddenSize() + " is not a multiple of the " + ffnDtype.blockSize()
+                    + "-weight block; convert it without --quant");
+        }
+        this.geometry = FfnGeometry.of(options.layout(), ffnDtype, config.numLayers(), config.hiddenSize(),
+                config.ffnSize());
         long residentBytes = planResident();
         long tokenizerBytes = planTokenizer();
         this.totalBytes = residentBytes + config.numLayers() * geometry.weightBytesPerLayer() + tokenizerBytes;
@@ -131,7 +149,8 @@ public final class Converter {
             for (Path f : files) {
                 written += Files.size(f);
             }
-            ConvertResult result = new ConvertResult(options.output(), written, (System.nanoTime() - start) / 1e9, files);
+            ConvertResult result = new ConvertResult(options.output(), written, (System.nanoTime() - start) / 1e9, files,
+                    c.sourceBytes());
             progress.finished(result);
             return result;
         } catch (IOException | UncheckedIOException | LlmflashException e) {
@@ -257,14 +276,36 @@ public final class Converter {
                         + ", which the converter cannot convert (it converts F64, F32, F16 and BF16)",
                         "use an unquantized checkpoint");
             }
-            DType out = DTypeConversion.isConvertibleFloat(t.dtype()) ? dtype : t.dtype();
+            DType out = DTypeConversion.isConvertibleFloat(t.dtype()) ? residentType(t) : t.dtype();
             residentTensors.add(t);
-            residentWriter.add(name, out, t.shape(), ch -> writeResident(t, out, ch));
-            bytes += t.numel() * out.bytes();
+            residentTypes.put(name, out);
+            residentWriter.add(name, BundleManifest.storedDType(out), BundleManifest.storedShape(out, t.shape()),
+                    ch -> writeResident(t, out, ch));
+            bytes += out.storageBytes(t.shape());
         }
         // HF refuses safetensors without this metadata; it keeps the resident file loadable by HF tools too.
         residentWriter.metadata("format", "pt");
         return bytes;
+    }
+
+    /**
+     * The dtype a float resident tensor is written in: without quantization the bundle dtype; with it,
+     * the token embedding in {@link Quantization#embeddings()}, every other weight matrix (rank 2,
+     * rows of whole blocks; not the learned position embeddings) in {@link Quantization#matrices()},
+     * the rest (norms, biases, position embeddings) in the bundle dtype.
+     */
+    private DType residentType(Tensor t) {
+        Quantization q = options.quant();
+        if (q == Quantization.NONE || t.rank() != 2) {
+            return dtype;
+        }
+        if (t.name().equals(source.embedding())) {
+            return q.embeddings().fitsRow(t.shape()[1]) ? q.embeddings() : dtype;
+        }
+        if (t.name().contains("embed_positions")) {
+            return dtype;
+        }
+        return q.matrices().fitsRow(t.shape()[1]) ? q.matrices() : dtype;
     }
 
     private boolean tied() {
@@ -285,6 +326,26 @@ public final class Converter {
                 } catch (IOException e) {
                     throw new FormatException(p, "cannot be read: " + e, "check that it is a readable file", e);
                 }
+            }
+        }
+        return bytes;
+    }
+
+    /** Bytes of the source read: every resident tensor, both FFN matrices of every layer, the tokenizer files. */
+    private long sourceBytes() {
+        long bytes = 0;
+        for (Tensor t : residentTensors) {
+            bytes += t.data().byteSize();
+        }
+        for (int i = 0; i < config.numLayers(); i++) {
+            bytes += hf.weights().tensor(source.up(i)).data().byteSize();
+            bytes += hf.weights().tensor(source.down(i)).data().byteSize();
+        }
+        for (Path p : tokenizerSources) {
+            try {
+                bytes += Files.size(p);
+            } catch (IOException e) {
+                // Sized once already when planned; the figure is informative.
             }
         }
         return bytes;
@@ -342,6 +403,10 @@ public final class Converter {
 
     /** One resident tensor, converted 1 MiB at a time, checksummed on the way; source pages released. */
     private void writeResident(Tensor t, DType out, WritableByteChannel ch) throws IOException {
+        if (out.isQuantized()) {
+            writeQuantized(t, out, ch);
+            return;
+        }
         long inBytes = t.dtype().bytes();
         long outBytes = out.bytes();
         long perChunk = RESIDENT_CHUNK_BYTES / Math.max(inBytes, outBytes);
@@ -362,12 +427,57 @@ public final class Converter {
         residentCrcs.put(t.name(), (int) crc.getValue());
     }
 
+    /** A weight matrix quantized a chunk of rows at a time (through f32), checksummed, pages released. */
+    private void writeQuantized(Tensor t, DType out, WritableByteChannel ch) throws IOException {
+        int rows = t.dim(0);
+        int cols = t.dim(1);
+        long inRow = (long) cols * t.dtype().bytes();
+        long outRow = out.rowBytes(cols);
+        int perChunk = (int) Math.max(1, RESIDENT_CHUNK_BYTES / (4L * cols)); // f32 is the widest form of a row
+        if (outRow > RESIDENT_CHUNK_BYTES) {
+            throw new LlmflashException("tensor '" + t.name() + "' has rows of " + cols + " weights, too long to"
+                    + " quantize here; convert without --quant");
+        }
+        if (f32.length < perChunk * cols) {
+            f32 = new float[perChunk * cols];
+        }
+        MemorySegment floats = MemorySegment.ofArray(f32);
+        CRC32C crc = new CRC32C();
+        for (int first = 0; first < rows; first += perChunk) {
+            int n = Math.min(perChunk, rows - first);
+            MemorySegment src = t.data().asSlice(first * inRow, n * inRow);
+            DTypeConversion.convert(src, t.dtype(), floats.asSlice(0, 4L * n * cols), DType.F32);
+            try {
+                Quant.quantize(out, f32, 0, n, cols, chunkSegment, 0);
+            } catch (IllegalArgumentException e) {
+                throw new FormatException(hf.weights().location(), "tensor '" + t.name() + "' cannot be quantized to "
+                        + out + " (row " + first + " ff.): " + e.getMessage(), "convert it without --quant", e);
+            }
+            ByteBuffer bb = chunk.clear().limit(Math.toIntExact(n * outRow));
+            crc.update(bb.duplicate());
+            while (bb.hasRemaining()) {
+                ch.write(bb);
+            }
+            MappedPages.release(src);
+            advance(n * outRow);
+        }
+        residentCrcs.put(t.name(), (int) crc.getValue());
+    }
+
     private List<BundleManifest.Block> writeFfn(Path file) throws IOException {
         try (FfnFileWriter w = FfnFileWriter.create(file, geometry)) {
-            LayerSource layer = new LayerSource(dtype, config.hiddenSize(), config.ffnSize(), this::advance);
+            LayerSource layer = new LayerSource(ffnDtype, config.hiddenSize(), config.ffnSize(), this::advance);
             for (int i = 0; i < config.numLayers(); i++) {
                 layer.layer(hf.weights().tensor(source.up(i)), hf.weights().tensor(source.down(i)));
-                w.writeLayer(layer);
+                try {
+                    w.writeLayer(layer);
+                } catch (IllegalArgumentException e) {
+                    if (!ffnDtype.isQuantized()) {
+                        throw e;
+                    }
+                    throw new FormatException(hf.weights().location(), "layer " + i + "'s FFN weights cannot be"
+                            + " quantized to " + ffnDtype + ": " + e.getMessage(), "convert it without --quant", e);
+                }
                 layer.release();
             }
             return w.finish();
@@ -401,8 +511,9 @@ public final class Converter {
         try (SafetensorsFile st = SafetensorsFile.open(residentPath)) {
             for (Tensor src : residentTensors) {
                 Tensor t = st.tensor(src.name());
-                table.add(new BundleManifest.ResidentTensor(t.name(), t.dtype(), t.shape(), st.fileOffset(t.name()),
-                        t.data().byteSize(), residentCrcs.get(t.name())));
+                DType logical = residentTypes.get(t.name());
+                table.add(new BundleManifest.ResidentTensor(t.name(), logical, logical.isQuantized() ? src.shape()
+                        : t.shape(), st.fileOffset(t.name()), t.data().byteSize(), residentCrcs.get(t.name())));
             }
         }
         BundleManifest.Resident resident = new BundleManifest.Resident(Bundle.RESIDENT, Files.size(residentPath), table);

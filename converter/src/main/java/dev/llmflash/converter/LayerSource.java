@@ -3,6 +3,7 @@ package dev.llmflash.converter;
 import dev.llmflash.formats.bundle.FfnFileWriter;
 import dev.llmflash.formats.bundle.MappedPages;
 import dev.llmflash.formats.tensor.DType;
+import dev.llmflash.formats.tensor.Quant;
 import dev.llmflash.formats.tensor.Tensor;
 
 import java.lang.foreign.MemorySegment;
@@ -45,6 +46,8 @@ final class LayerSource implements FfnFileWriter.NeuronSource {
     private int[] piece32 = new int[0];
     private int[] columns32 = new int[0];
     private MemorySegment raw = MemorySegment.ofArray(new byte[0]);
+    /** Quantization's f32 copy of a chunk. */
+    private float[] f32 = new float[0];
 
     /**
      * @param written told how many bundle bytes each call produced (for progress and cancellation)
@@ -66,7 +69,7 @@ final class LayerSource implements FfnFileWriter.NeuronSource {
     public void upRows(int first, int count, MemorySegment dst) {
         long es = up.dtype().bytes();
         MemorySegment src = up.data().asSlice((long) first * d * es, (long) count * d * es);
-        DTypeConversion.convert(src, up.dtype(), dst, target);
+        convert(src, up.dtype(), count, dst);
         MappedPages.release(src);
         written.accept(dst.byteSize());
     }
@@ -113,8 +116,25 @@ final class LayerSource implements FfnFileWriter.NeuronSource {
             }
             MemorySegment.copy(columns, 0, raw, S32, 0, n);
         }
-        DTypeConversion.convert(raw.asSlice(0, rawBytes), from, dst, target);
+        convert(raw.asSlice(0, rawBytes), from, count, dst);
         written.accept(dst.byteSize());
+    }
+
+    /**
+     * {@code count} rows of d source elements into dst in the target dtype: converted directly, or for a
+     * quantized target through f32 ({@link Quant#quantize}, a block per 32 weights of each row).
+     */
+    private void convert(MemorySegment src, DType from, int count, MemorySegment dst) {
+        if (!target.isQuantized()) {
+            DTypeConversion.convert(src, from, dst, target);
+            return;
+        }
+        int n = Math.multiplyExact(count, d);
+        if (f32.length < n) {
+            f32 = new float[n];
+        }
+        DTypeConversion.convert(src, from, MemorySegment.ofArray(f32).asSlice(0, 4L * n), DType.F32);
+        Quant.quantize(target, f32, 0, count, d, dst, 0);
     }
 
     /** Gives the current layer's source pages back to the kernel (see the class comment). */

@@ -119,9 +119,9 @@ class BundleCorruptionTest {
     void aNewerManifestVersionIsRefusedWithTheDocumentedMessage() throws IOException {
         Path manifest = bundle.resolve("manifest.json");
         String json = Files.readString(manifest, StandardCharsets.UTF_8);
-        Files.writeString(manifest, json.replaceFirst("\"version\" : 1", "\"version\" : 2"));
+        Files.writeString(manifest, json.replaceFirst("\"version\" : 1", "\"version\" : 3"));
         FormatException e = assertThrows(FormatException.class, () -> Bundle.open(bundle));
-        assertEquals(manifest + ": bundle format version 2 is newer than this llmflash reads (1)"
+        assertEquals(manifest + ": bundle format version 3 is newer than this llmflash reads (2)"
                 + " (upgrade llmflash or re-convert with this version)", e.getMessage());
     }
 

@@ -11,9 +11,12 @@ import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Arrays;
+import java.util.HashMap;
 import java.util.HashSet;
 import java.util.List;
+import java.util.Map;
 import java.util.Set;
+import java.util.SortedSet;
 import java.util.TreeSet;
 
 /**
@@ -55,12 +58,14 @@ public final class Bundle implements AutoCloseable {
     private final Path dir;
     private final BundleManifest manifest;
     private final SafetensorsFile resident;
+    private final Checkpoint residentView;
     private final FfnFile ffn;
 
     private Bundle(Path dir, BundleManifest manifest, SafetensorsFile resident, FfnFile ffn) {
         this.dir = dir;
         this.manifest = manifest;
         this.resident = resident;
+        this.residentView = quantizedView(resident, manifest);
         this.ffn = ffn;
     }
 
@@ -110,6 +115,42 @@ public final class Bundle implements AutoCloseable {
         }
     }
 
+    /** The resident file as the manifest describes it: quantized tensors retyped, the rest as stored. */
+    private static Checkpoint quantizedView(SafetensorsFile st, BundleManifest m) {
+        Map<String, BundleManifest.ResidentTensor> quantized = new HashMap<>();
+        for (BundleManifest.ResidentTensor t : m.resident().tensors()) {
+            if (t.dtype().isQuantized()) {
+                quantized.put(t.name(), t);
+            }
+        }
+        if (quantized.isEmpty()) {
+            return st;
+        }
+        return new Checkpoint() {
+            @Override
+            public Path location() {
+                return st.location();
+            }
+
+            @Override
+            public SortedSet<String> tensorNames() {
+                return st.tensorNames();
+            }
+
+            @Override
+            public Tensor tensor(String name) {
+                Tensor stored = st.tensor(name);
+                BundleManifest.ResidentTensor q = quantized.get(name);
+                return q == null ? stored : new Tensor(name, q.dtype(), q.shape(), stored.data());
+            }
+
+            @Override
+            public void close() {
+                st.close();
+            }
+        };
+    }
+
     private static void checkSize(Path file, long expected) {
         long actual;
         try {
@@ -133,11 +174,14 @@ public final class Bundle implements AutoCloseable {
             }
             Tensor actual = st.tensor(t.name());
             long offset = st.fileOffset(t.name());
-            if (actual.dtype() != t.dtype() || !Arrays.equals(actual.shape(), t.shape()) || offset != t.offset()
+            if (actual.dtype() != BundleManifest.storedDType(t.dtype())
+                    || !Arrays.equals(actual.shape(), BundleManifest.storedShape(t.dtype(), t.shape()))
+                    || offset != t.offset()
                     || actual.data().byteSize() != t.length()) {
                 throw new FormatException(file, "tensor '" + t.name() + "' is " + actual.shapeString() + " at bytes ["
                         + offset + ", " + (offset + actual.data().byteSize()) + ") but manifest.json says "
-                        + t.dtype() + Arrays.toString(t.shape()) + " at [" + t.offset() + ", " + (t.offset() + t.length())
+                        + BundleManifest.storedDType(t.dtype()) + Arrays.toString(BundleManifest.storedShape(t.dtype(), t.shape()))
+                        + " at [" + t.offset() + ", " + (t.offset() + t.length())
                         + ")", FIX_CORRUPT);
             }
         }
@@ -201,14 +245,21 @@ public final class Bundle implements AutoCloseable {
         return manifest.config();
     }
 
-    /** The dtype of the FFN weights and of every float resident tensor. */
+    /**
+     * The bundle's float dtype: of every float resident tensor that is not quantized, and of the FFN
+     * weights unless the bundle is quantized ({@link #ffn()}'s dtype says; {@link BundleManifest#quant()}).
+     */
     public DType dtype() {
         return manifest.dtype();
     }
 
-    /** Every tensor but the FFN weight matrices, under its Hugging Face name; owned by this bundle. */
+    /**
+     * Every tensor but the FFN weight matrices, under its Hugging Face name, with the dtype and shape
+     * the manifest records (a quantized tensor comes out as Q8_0 / Q4_0 of its logical shape, over the
+     * U8 bytes resident.safetensors stores); owned by this bundle.
+     */
     public Checkpoint resident() {
-        return resident;
+        return residentView;
     }
 
     /** The FFN weights; owned by this bundle. */

@@ -47,9 +47,10 @@ import java.util.stream.Collectors;
  *
  * <h2>Layout</h2>
  * <pre>
- * { "format": "llmflash-bundle", "version": 1, "created_by": "llmflash 0.1.0", "created_at": ISO-8601 instant,
+ * { "format": "llmflash-bundle", "version": 1 | 2, "created_by": "llmflash 0.1.0", "created_at": ISO-8601 instant,
  *   "config": { "model_type": "opt" | "falcon", every field of {@link OptConfig} / {@link FalconConfig} },
  *   "dtype": "F16",
+ *   "quant": "q8" | "q4"            (version 2 only: a quantized bundle, see {@link Quantization})
  *   "source": { "path": "/abs/HF_DIR", "weights": "model.safetensors", "fingerprint": sha256 hex },
  *   "fingerprint": sha256 hex (see {@link #fingerprint}),
  *   "resident": { "file", "size", "tensors": [ {"name", "dtype", "shape", "offset", "length", "crc32c"} ] },
@@ -59,6 +60,11 @@ import java.util.stream.Collectors;
  *   "tokenizer": [ {"file", "size", "crc32c"} ] }
  * </pre>
  * CRC32Cs are 8 hex digits; sizes, offsets and lengths are bytes.
+ * <p>Version 2 is a quantized bundle: ffn.dtype is Q8_0 or Q4_0, and resident tensors may have dtype
+ * Q8_0 / Q4_0 with their logical shape; resident.safetensors stores those as U8
+ * {@code [rows, dtype.rowBytes(cols)]} ({@link #storedShape}), "length" is their stored bytes. A
+ * bundle without quantization is written as version 1, exactly as before, so older readers still
+ * read it; a version-1 reader refuses a version-2 bundle ("newer than this llmflash reads").
  *
  * <h2>Validation at read</h2>
  * {@link #read} refuses, with one-line {@link FormatException}s: a format other than
@@ -75,7 +81,10 @@ public record BundleManifest(String createdBy, Instant createdAt, ModelConfig co
 
     public static final String FILE_NAME = "manifest.json";
     public static final String FORMAT = "llmflash-bundle";
-    public static final int VERSION = 1;
+    /** The newest version this code reads and writes (quantized bundles); see {@link #VERSION_FLOAT}. */
+    public static final int VERSION = 2;
+    /** The version of bundles without quantization (unchanged since the first release). */
+    public static final int VERSION_FLOAT = 1;
     /** Largest manifest read: a model with tens of thousands of tensors needs a few MB. */
     public static final long MAX_BYTES = 64L << 20;
     /** The placeholder in {@link Ffn#upNames()} / {@link Ffn#downNames()} for the layer index. */
@@ -205,6 +214,34 @@ public record BundleManifest(String createdBy, Instant createdAt, ModelConfig co
         }
     }
 
+    /** The quantization of this bundle's weights (from its FFN dtype). */
+    public Quantization quant() {
+        return Quantization.ofFfn(ffn.dtype());
+    }
+
+    /** The format version this manifest is written with: 2 if quantized, else 1. */
+    public int version() {
+        return quant() == Quantization.NONE ? VERSION_FLOAT : VERSION;
+    }
+
+    /**
+     * How resident.safetensors stores a tensor of this dtype and shape: the shape itself for the
+     * plain dtypes; {@code [rows..., dtype.rowBytes(cols)]} (as U8) for the quantized ones.
+     */
+    public static long[] storedShape(DType dtype, long[] shape) {
+        if (!dtype.isQuantized()) {
+            return shape.clone();
+        }
+        long[] s = shape.clone();
+        s[s.length - 1] = dtype.rowBytes(s[s.length - 1]);
+        return s;
+    }
+
+    /** The safetensors dtype a tensor of this dtype is stored as: U8 for the quantized ones. */
+    public static DType storedDType(DType dtype) {
+        return dtype.isQuantized() ? DType.U8 : dtype;
+    }
+
     public BundleManifest {
         Objects.requireNonNull(createdBy, "createdBy");
         Objects.requireNonNull(createdAt, "createdAt");
@@ -270,11 +307,14 @@ public record BundleManifest(String createdBy, Instant createdAt, ModelConfig co
     public byte[] toJson() {
         ObjectNode root = JSON.createObjectNode();
         root.put("format", FORMAT);
-        root.put("version", VERSION);
+        root.put("version", version());
         root.put("created_by", createdBy);
         root.put("created_at", createdAt.toString());
         root.set("config", configJson(config));
         root.put("dtype", dtype.name());
+        if (quant() != Quantization.NONE) {
+            root.put("quant", quant().jsonName());
+        }
         ObjectNode src = root.putObject("source");
         src.put("path", source.path());
         src.put("weights", source.weights());
@@ -453,6 +493,14 @@ public record BundleManifest(String createdBy, Instant createdAt, ModelConfig co
      * @throws FormatException naming the file and the first problem
      */
     public static BundleManifest parse(byte[] json, Path file) {
+        return parse(json, file, VERSION);
+    }
+
+    /**
+     * {@link #parse(byte[], Path)} as a reader that knows versions up to {@code readable} reads it
+     * (what a version-1 llmflash says of a quantized bundle: the version rule, testable).
+     */
+    public static BundleManifest parse(byte[] json, Path file, int readable) {
         JsonNode root;
         try {
             root = JSON.readTree(json);
@@ -473,9 +521,9 @@ public record BundleManifest(String createdBy, Instant createdAt, ModelConfig co
                     "point llmflash at a bundle made by 'llmflash convert', or at a Hugging Face model folder");
         }
         long version = r.integer(root, "version", "version", Long.MIN_VALUE, Long.MAX_VALUE);
-        if (version > VERSION) {
+        if (version > readable) {
             throw new FormatException(file, "bundle format version " + version + " is newer than this llmflash reads ("
-                    + VERSION + ")", "upgrade llmflash or re-convert with this version");
+                    + readable + ")", "upgrade llmflash or re-convert with this version");
         }
         if (version < 1) {
             throw new FormatException(file, "has bundle format version " + version + ", which never existed", FIX);
@@ -510,14 +558,21 @@ public record BundleManifest(String createdBy, Instant createdAt, ModelConfig co
             if (!names.add(name)) {
                 throw new FormatException(file, "lists resident tensor '" + name + "' twice", FIX);
             }
-            DType td = r.dtype(t, "dtype", where + ".dtype");
+            DType td = r.weightDType(t, "dtype", where + ".dtype");
+            if (td.isQuantized() && version < VERSION) {
+                throw new FormatException(file, "resident tensor '" + name + "' is " + td + " in a version " + version
+                        + " bundle (quantized tensors need version " + VERSION + ")", FIX);
+            }
             long[] shape = r.shape(t, "shape", where + ".shape");
             long offset = r.integer(t, "offset", where + ".offset", 0, Long.MAX_VALUE);
             long length = r.integer(t, "length", where + ".length", 0, Long.MAX_VALUE);
             int crc = r.crc(t, "crc32c", where + ".crc32c");
             long expected;
             try {
-                expected = Math.multiplyExact(Tensor.numel(shape), td.bytes());
+                expected = td.storageBytes(shape);
+            } catch (IllegalArgumentException e) {
+                throw new FormatException(file, "resident tensor '" + name + "' cannot be " + td + Arrays.toString(shape)
+                        + ": " + e.getMessage(), FIX, e);
             } catch (ArithmeticException e) {
                 throw new FormatException(file, "resident tensor '" + name + "' has a shape whose size overflows", FIX, e);
             }
@@ -544,7 +599,18 @@ public record BundleManifest(String createdBy, Instant createdAt, ModelConfig co
                     + ", d_ffn " + ffn.dFfn() + ") disagrees with the config (" + config.numLayers() + ", "
                     + config.hiddenSize() + ", " + config.ffnSize() + ")", FIX);
         }
-        if (ffn.dtype() != dtype) {
+        if (ffn.dtype().isQuantized()) {
+            if (version < VERSION) {
+                throw new FormatException(file, "ffn.dtype " + ffn.dtype() + " in a version " + version
+                        + " bundle (quantized bundles are version " + VERSION + ")", FIX);
+            }
+            Quantization q = Quantization.ofFfn(ffn.dtype());
+            String quant = r.text(root, "quant", "quant");
+            if (!quant.equals(q.jsonName())) {
+                throw new FormatException(file, "field 'quant' is \"" + quant + "\" but ffn.dtype " + ffn.dtype()
+                        + " means \"" + q.jsonName() + "\"", FIX);
+            }
+        } else if (ffn.dtype() != dtype) {
             throw new FormatException(file, "ffn.dtype " + ffn.dtype() + " differs from the bundle dtype " + dtype, FIX);
         }
 
@@ -578,6 +644,16 @@ public record BundleManifest(String createdBy, Instant createdAt, ModelConfig co
 
         Fields(Path file) {
             super(file, FIX);
+        }
+
+        /** A dtype name as resident tensors and ffn.dtype may have it: plain or block-quantized. */
+        DType weightDType(JsonNode parent, String key, String where) {
+            String s = text(parent, key, where);
+            DType d = DType.fromName(s);
+            if (d == null) {
+                throw new FormatException(file, "field '" + where + "' names unknown dtype \"" + s + "\"", FIX);
+            }
+            return d;
         }
 
         DType computeDType(JsonNode parent, String key, String where) {
@@ -659,7 +735,11 @@ public record BundleManifest(String createdBy, Instant createdAt, ModelConfig co
             int layers = int32(f, "layers", "ffn.layers", 1);
             int d = int32(f, "d_model", "ffn.d_model", 1);
             int dFfn = int32(f, "d_ffn", "ffn.d_ffn", 1);
-            DType dtype = computeDType(f, "dtype", "ffn.dtype");
+            DType dtype = weightDType(f, "dtype", "ffn.dtype");
+            if (!dtype.isWeightType()) {
+                throw new FormatException(file, "field 'ffn.dtype' is " + dtype + "; ffn.bin holds F32, F16, BF16, Q8_0"
+                        + " or Q4_0", FIX);
+            }
             long stride = integer(f, "bundle_stride", "ffn.bundle_stride", 1, Long.MAX_VALUE);
             long blockLength = integer(f, "block_length", "ffn.block_length", 1, Long.MAX_VALUE);
             long upOffset = integer(f, "up_offset", "ffn.up_offset", 0, Long.MAX_VALUE);

@@ -24,9 +24,9 @@ import java.util.zip.CRC32C;
  * <pre>
  * [0, 4096)  header
  *            0  8 bytes  magic "LLMFFN\r\n" (4C 4C 4D 46 46 4E 0D 0A)
- *            8  u32      version = 1
+ *            8  u32      version: 1 (F32, F16, BF16), 2 (Q8_0, Q4_0)
  *           12  u32      layout: 0 = bundled, 1 = split
- *           16  u32      dtype: 0 = F32, 1 = F16, 2 = BF16
+ *           16  u32      dtype: 0 = F32, 1 = F16, 2 = BF16, 3 = Q8_0, 4 = Q4_0 (the last two: version 2 only)
  *           20  u32      layers
  *           24  u32      d_model (d)
  *           28  u32      d_ffn (f, neurons per layer)
@@ -39,6 +39,7 @@ import java.util.zip.CRC32C;
  * then layer L's block at 4096 + L * align_up(B, A), B bytes, followed by zeros up to the next
  * multiple of A; the file ends after the last layer's padding.
  * bundled block: f bundles of S bytes; bundle i = up row i (d elements) | down column i (d elements) | zeros
+ *                (a quantized row is its d/32 f16 scales, then its quants: see {@link DType})
  * split block:   up matrix (f rows of d) | zeros to align_up(f*d*e, A) | down matrix transposed (f rows of d)
  * </pre>
  * The up row i is HF's {@code fc1.weight[i, :]} / {@code dense_h_to_4h.weight[i, :]}; the down column i
@@ -61,8 +62,14 @@ public final class FfnFile implements AutoCloseable {
 
     /** "LLMFFN\r\n": the CR LF catches text-mode mangling, as PNG's magic does. */
     public static final byte[] MAGIC = {0x4C, 0x4C, 0x4D, 0x46, 0x46, 0x4E, 0x0D, 0x0A};
-    /** The format version this code writes and reads. */
-    public static final int VERSION = 1;
+    /**
+     * The newest format version this code reads. It writes version 1 for the float dtypes (unchanged
+     * since the first release, so older readers still read those files) and version 2 for the
+     * block-quantized ones, which a version-1 reader refuses by the version rule.
+     */
+    public static final int VERSION = 2;
+    /** The version of files whose dtype is F32, F16 or BF16. */
+    public static final int VERSION_FLOAT = 1;
     /** Header bytes; the first layer block starts here. */
     public static final int HEADER_BYTES = 4096;
 
@@ -150,17 +157,22 @@ public final class FfnFile implements AutoCloseable {
     }
 
     private static FfnGeometry parseHeader(Path file, MemorySegment m) {
+        return parseHeader(file, m, VERSION);
+    }
+
+    /** The header as a reader of versions up to {@code readable} sees it (tests: the version rule). */
+    static FfnGeometry parseHeader(Path file, MemorySegment m, int readable) {
         byte[] magic = m.asSlice(0, MAGIC.length).toArray(ValueLayout.JAVA_BYTE);
         if (!Arrays.equals(magic, MAGIC)) {
             throw new FormatException(file, "does not start with the ffn.bin magic \"LLMFFN\\r\\n\": it is not an"
                     + " llmflash FFN file", FIX_CORRUPT);
         }
         long version = u32(m, OFF_VERSION);
-        if (version > VERSION) {
+        if (version > readable) {
             throw new FormatException(file, "has ffn.bin format version " + version + ", newer than this llmflash"
-                    + " reads (" + VERSION + ")", "upgrade llmflash or re-convert with this version");
+                    + " reads (" + readable + ")", "upgrade llmflash or re-convert with this version");
         }
-        if (version != VERSION) {
+        if (version < 1) {
             throw new FormatException(file, "has ffn.bin format version " + version + ", which never existed",
                     FIX_CORRUPT);
         }
@@ -188,8 +200,12 @@ public final class FfnFile implements AutoCloseable {
         long dtypeCode = u32(m, OFF_DTYPE);
         DType dtype = dtypeOf(dtypeCode);
         if (dtype == null) {
-            throw new FormatException(file, "has unknown dtype code " + dtypeCode + " (0 = F32, 1 = F16, 2 = BF16)",
-                    FIX_CORRUPT);
+            throw new FormatException(file, "has unknown dtype code " + dtypeCode + " (0 = F32, 1 = F16, 2 = BF16,"
+                    + " 3 = Q8_0, 4 = Q4_0)", FIX_CORRUPT);
+        }
+        if (version != versionFor(dtype)) {
+            throw new FormatException(file, "has ffn.bin format version " + version + " but dtype " + dtype
+                    + ", which version " + versionFor(dtype) + " files hold", FIX_CORRUPT);
         }
         long layers = u32(m, OFF_LAYERS);
         long d = u32(m, OFF_D_MODEL);
@@ -249,7 +265,7 @@ public final class FfnFile implements AutoCloseable {
         byte[] header = new byte[HEADER_BYTES];
         MemorySegment m = MemorySegment.ofArray(header);
         MemorySegment.copy(MAGIC, 0, m, ValueLayout.JAVA_BYTE, 0, MAGIC.length);
-        m.set(U32, OFF_VERSION, VERSION);
+        m.set(U32, OFF_VERSION, versionFor(g.dtype()));
         m.set(U32, OFF_LAYOUT, g.layout().code());
         m.set(U32, OFF_DTYPE, dtypeCode(g.dtype()));
         m.set(U32, OFF_LAYERS, g.layers());
@@ -265,19 +281,33 @@ public final class FfnFile implements AutoCloseable {
         return header;
     }
 
-    /** The header's dtype code: 0 = F32, 1 = F16, 2 = BF16. */
+    /** The header's dtype code: 0 = F32, 1 = F16, 2 = BF16, 3 = Q8_0, 4 = Q4_0. */
     public static int dtypeCode(DType dtype) {
         return switch (dtype) {
             case F32 -> 0;
             case F16 -> 1;
             case BF16 -> 2;
-            default -> throw new IllegalArgumentException("ffn.bin stores F32, F16 or BF16, not " + dtype);
+            case Q8_0 -> 3;
+            case Q4_0 -> 4;
+            default -> throw new IllegalArgumentException("ffn.bin stores F32, F16, BF16, Q8_0 or Q4_0, not " + dtype);
         };
     }
 
     /** The dtype with this header code, or null if none has it. */
     public static DType dtypeOf(long code) {
-        return code == 0 ? DType.F32 : code == 1 ? DType.F16 : code == 2 ? DType.BF16 : null;
+        return switch ((int) Math.min(code, 99)) {
+            case 0 -> DType.F32;
+            case 1 -> DType.F16;
+            case 2 -> DType.BF16;
+            case 3 -> DType.Q8_0;
+            case 4 -> DType.Q4_0;
+            default -> null;
+        };
+    }
+
+    /** The header version a file of this dtype has: 1 for the float dtypes, 2 for the quantized ones. */
+    public static int versionFor(DType dtype) {
+        return dtype.isQuantized() ? 2 : VERSION_FLOAT;
     }
 
     /** The layout arithmetic, as the header records it. */

@@ -9,7 +9,9 @@ import java.util.Objects;
  * (docs/FORMAT.md, "ffn.bin"). Shared by the writer, the reader and the manifest so that the layout
  * arithmetic exists once. Immutable, thread-safe.
  *
- * <p>Legend: d = d_model, f = d_ffn (neurons per layer), e = bytes per element, r = d * e (one row),
+ * <p>Legend: d = d_model, f = d_ffn (neurons per layer), e = bytes per element, r = d * e (one row;
+ * for the block-quantized Q8_0 and Q4_0, r = dtype.rowBytes(d): d / 32 blocks of 34 or 18 bytes, the
+ * row's scales first, see {@link DType}),
  * A = alignment, S = the stride, B = the layer block length, span = align_up(B, A).
  * <pre>
  * file   = [header: 4096 bytes][block 0][pad to A][block 1][pad to A] ... [block L-1][pad to A]
@@ -22,7 +24,7 @@ import java.util.Objects;
  * </pre>
  *
  * @param layout      bundled or split
- * @param dtype       element type: F32, F16 or BF16
+ * @param dtype       element type: F32, F16, BF16, Q8_0 or Q4_0 (quantized: d a multiple of 32)
  * @param layers      number of layers (blocks), at least 1
  * @param dModel      d, elements per up row / down column
  * @param dFfn        f, neurons per layer
@@ -48,8 +50,8 @@ public record FfnGeometry(FfnLayout layout, DType dtype, int layers, int dModel,
     public FfnGeometry {
         Objects.requireNonNull(layout, "layout");
         Objects.requireNonNull(dtype, "dtype");
-        if (!dtype.isComputeType()) {
-            throw new IllegalArgumentException("dtype " + dtype + " is not F32, F16 or BF16");
+        if (!dtype.isWeightType()) {
+            throw new IllegalArgumentException("dtype " + dtype + " is not F32, F16, BF16, Q8_0 or Q4_0");
         }
         if (layers < 1 || dModel < 1 || dFfn < 1) {
             throw new IllegalArgumentException("layers " + layers + ", d_model " + dModel + ", d_ffn " + dFfn
@@ -59,11 +61,16 @@ public record FfnGeometry(FfnLayout layout, DType dtype, int layers, int dModel,
             throw new IllegalArgumentException("alignment " + alignment + " is not a power of two of at most "
                     + FfnFile.HEADER_BYTES);
         }
-        long row = (long) dModel * dtype.bytes();
+        if (!dtype.fitsRow(dModel)) {
+            throw new IllegalArgumentException("d_model " + dModel + " is not a multiple of " + dtype + "'s block of "
+                    + dtype.blockSize() + " weights");
+        }
+        long row = dtype.rowBytes(dModel);
+        int unit = dtype.isQuantized() ? 1 : dtype.bytes();
         try {
             switch (layout) {
                 case BUNDLED -> {
-                    if (stride < 2 * row || stride % dtype.bytes() != 0) {
+                    if (stride < 2 * row || stride % unit != 0) {
                         throw new IllegalArgumentException("bundle stride " + stride + " cannot hold an up row and a"
                                 + " down column of " + row + " bytes each");
                     }
@@ -75,8 +82,8 @@ public record FfnGeometry(FfnLayout layout, DType dtype, int layers, int dModel,
                 }
                 case SPLIT -> {
                     if (stride != row) {
-                        throw new IllegalArgumentException("row stride " + stride + " is not d_model x " + dtype.bytes()
-                                + " = " + row);
+                        throw new IllegalArgumentException("row stride " + stride + " is not the " + row + " bytes of a row of "
+                                + dModel + " " + dtype);
                     }
                     long matrix = Math.multiplyExact(dFfn, row);
                     long expected = Math.addExact(alignUp(matrix, alignment), matrix);
@@ -100,7 +107,7 @@ public record FfnGeometry(FfnLayout layout, DType dtype, int layers, int dModel,
      */
     public static FfnGeometry of(FfnLayout layout, DType dtype, int layers, int dModel, int dFfn) {
         int alignment = DEFAULT_ALIGNMENT;
-        long row = (long) dModel * dtype.bytes();
+        long row = dtype.rowBytes(dModel);
         long stride;
         long blockLength;
         if (layout == FfnLayout.BUNDLED) {
@@ -125,10 +132,11 @@ public record FfnGeometry(FfnLayout layout, DType dtype, int layers, int dModel,
      *   <li>otherwise align_up(b, 64): cache-line aligned, waste under 64 bytes.</li>
      * </ol>
      * Examples: d=256 f16 -> 1024; d=4096 f16 -> 16384; d=4096 f32 -> 32768; d=4544 f16 (Falcon-7B) -> 18176
-     * (aligning to 20480 would waste 12.7%); d=64 f16 -> 256.
+     * (aligning to 20480 would waste 12.7%); d=64 f16 -> 256; d=4096 q8 (b = 8704) -> 8704; d=4096 q4
+     * (b = 4608) -> 4608; d=256 q8 (b = 544) -> 576; d=256 q4 (b = 288) -> 320.
      */
     public static long bundleStride(int dModel, DType dtype, int alignment) {
-        long b = Math.multiplyExact(2L * dModel, dtype.bytes());
+        long b = Math.multiplyExact(2L, dtype.rowBytes(dModel));
         if (b % alignment == 0) {
             return b;
         }
@@ -156,7 +164,7 @@ public record FfnGeometry(FfnLayout layout, DType dtype, int layers, int dModel,
 
     /** r: bytes of one up row or down column. */
     public long rowBytes() {
-        return (long) dModel * dtype.bytes();
+        return dtype.rowBytes(dModel);
     }
 
     /**

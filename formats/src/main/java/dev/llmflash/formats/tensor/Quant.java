@@ -69,7 +69,7 @@ public final class Quant {
                 }
             }
             if (dt == DType.Q8_0) {
-                short s = scale(amax / 127f);
+                short s = scale(amax / 127f + 0f);
                 float d = Float.float16ToFloat(s);
                 float inv = d == 0 ? 0 : 1f / d;
                 dst.set(U16_LE, b + 2L * blk, s);
@@ -78,7 +78,7 @@ public final class Quant {
                     dst.set(BYTE, qs + (long) blk * BLOCK + j, (byte) Math.clamp(q, -127, 127));
                 }
             } else {
-                short s = scale(max / -8f);
+                short s = scale(max / -8f + 0f); // + 0: a block of zeros gets +0, not -0
                 float d = Float.float16ToFloat(s);
                 float inv = d == 0 ? 0 : 1f / d;
                 dst.set(U16_LE, b + 2L * blk, s);

@@ -122,10 +122,78 @@ class BundleManifestTest {
 
     @Test
     void refusesANewerVersionWithTheDocumentedMessage() throws IOException {
-        Path file = edited(r -> r.put("version", 2));
+        Path file = edited(r -> r.put("version", 3));
         FormatException e = assertThrows(FormatException.class, () -> BundleManifest.read(file));
-        assertEquals(file + ": bundle format version 2 is newer than this llmflash reads (1)"
+        assertEquals(file + ": bundle format version 3 is newer than this llmflash reads (2)"
                 + " (upgrade llmflash or re-convert with this version)", e.getMessage());
+    }
+
+    /** A quantized bundle's manifest: FFN and a matrix in Q4_0, embeddings in Q8_0, a norm in F16. */
+    static BundleManifest quantized(DType ffn) {
+        ModelConfig config = OPT;
+        FfnGeometry g = FfnGeometry.of(FfnLayout.BUNDLED, ffn, config.numLayers(), config.hiddenSize(), config.ffnSize());
+        List<BundleManifest.Block> blocks = new ArrayList<>();
+        for (int i = 0; i < g.layers(); i++) {
+            blocks.add(new BundleManifest.Block(i, g.blockOffset(i), g.blockLength(), 0x89ab0123 + i));
+        }
+        long[] emb = {config.vocabSize(), config.hiddenSize()};
+        long[] q = {config.hiddenSize(), config.hiddenSize()};
+        long embBytes = DType.Q8_0.storageBytes(emb);
+        long qBytes = ffn.storageBytes(q);
+        long normBytes = 2L * config.hiddenSize();
+        List<BundleManifest.ResidentTensor> tensors = List.of(
+                new BundleManifest.ResidentTensor("embed.weight", DType.Q8_0, emb, 256, embBytes, 0x1234abcd),
+                new BundleManifest.ResidentTensor("q.weight", ffn, q, 256 + embBytes, qBytes, 0x2234abcd),
+                new BundleManifest.ResidentTensor("norm.bias", DType.F16, new long[] {config.hiddenSize()},
+                        256 + embBytes + qBytes, normBytes, 0xfedcba98));
+        return new BundleManifest("llmflash test", Instant.parse("2026-11-24T12:00:00Z"), config, DType.F16,
+                new BundleManifest.Source("/models/x", "model.safetensors", "ab".repeat(32)),
+                BundleManifest.fingerprint(config, DType.F16, FfnLayout.BUNDLED, tensors, blocks),
+                new BundleManifest.Resident("resident.safetensors", 256 + embBytes + qBytes + normBytes, tensors),
+                BundleManifest.Ffn.of("ffn.bin", g, "l.{layer}.up", "l.{layer}.down", blocks),
+                List.of());
+    }
+
+    @Test
+    void quantizedManifestsAreVersionTwoAndRoundTrip() throws IOException {
+        for (DType dt : new DType[] {DType.Q8_0, DType.Q4_0}) {
+            BundleManifest m = quantized(dt);
+            Path file = tmp.resolve("q.json");
+            m.write(file);
+            ObjectNode root = (ObjectNode) JSON.readTree(file.toFile());
+            assertEquals(2, root.get("version").asInt());
+            assertEquals(dt == DType.Q8_0 ? "q8" : "q4", root.get("quant").asText());
+            assertEquals(dt.name(), root.get("ffn").get("dtype").asText());
+            BundleManifest back = BundleManifest.read(file);
+            assertEquals(m, back);
+            assertEquals(m.resident().tensors(), back.resident().tensors());
+            assertEquals(dt == DType.Q8_0 ? Quantization.Q8 : Quantization.Q4, back.quant());
+            // What an llmflash from before quantization (it reads version 1) says of it.
+            FormatException e = assertThrows(FormatException.class,
+                    () -> BundleManifest.parse(Files.readAllBytes(file), file, 1));
+            assertTrue(e.getMessage().contains("bundle format version 2 is newer than this llmflash reads (1)"),
+                    e.getMessage());
+            Files.delete(file);
+        }
+        assertEquals(1, sample(OPT, FfnLayout.BUNDLED, DType.F16).version(), "unquantized bundles stay readable by"
+                + " older readers");
+    }
+
+    @Test
+    void refusesQuantizedContentUnderVersionOneOrAWrongQuantField() throws IOException {
+        Path file = tmp.resolve("q.json");
+        ObjectNode root = (ObjectNode) JSON.readTree(quantized(DType.Q4_0).toJson());
+        root.put("version", 1);
+        Files.write(file, JSON.writeValueAsBytes(root));
+        assertRefused(file, "is Q8_0 in a version 1 bundle");
+        root = (ObjectNode) JSON.readTree(quantized(DType.Q4_0).toJson());
+        root.put("quant", "q8");
+        Files.write(file, JSON.writeValueAsBytes(root));
+        assertRefused(file, "field 'quant' is \"q8\" but ffn.dtype Q4_0 means \"q4\"");
+        root = (ObjectNode) JSON.readTree(quantized(DType.Q4_0).toJson());
+        ((ObjectNode) root.get("resident").get("tensors").get(1)).putArray("shape").add(256).add(250);
+        Files.write(file, JSON.writeValueAsBytes(root));
+        assertRefused(file, "resident tensor 'q.weight' cannot be Q4_0[256, 250]");
     }
 
     @Test

@@ -187,11 +187,77 @@ class FfnFileTest {
 
     @Test
     void refusesNewerVersionWithAClearMessage() throws IOException {
-        Path file = mutated("v2.bin", b -> {
-            b.putInt(FfnFile.OFF_VERSION, 2);
+        Path file = mutated("v3.bin", b -> {
+            b.putInt(FfnFile.OFF_VERSION, 3);
             fixCrc(b);
         });
-        assertRefused(file, "version 2, newer than this llmflash reads (1)");
+        assertRefused(file, "version 3, newer than this llmflash reads (2)");
+    }
+
+    @Test
+    void floatFilesStayVersionOneAndQuantizedOnesAreVersionTwo() throws IOException {
+        assertEquals(1, ByteBuffer.wrap(Files.readAllBytes(valid())).order(ByteOrder.LITTLE_ENDIAN)
+                .getInt(FfnFile.OFF_VERSION), "an unquantized ffn.bin is what older readers read");
+        Path q4 = tmp.resolve("q4.bin");
+        FfnGeometry g = FfnGeometry.of(FfnLayout.BUNDLED, DType.Q4_0, 2, 64, 48);
+        writeQuantized(q4, g);
+        ByteBuffer header = ByteBuffer.wrap(Files.readAllBytes(q4)).order(ByteOrder.LITTLE_ENDIAN);
+        assertEquals(2, header.getInt(FfnFile.OFF_VERSION));
+        assertEquals(4, header.getInt(FfnFile.OFF_DTYPE));
+        try (FfnFile f = FfnFile.open(q4)) {
+            assertEquals(g, f.geometry());
+            assertEquals(FfnGeometry.bundleStride(64, DType.Q4_0, 4096), f.stride());
+        }
+        // A reader of version 1 (every llmflash before quantization) refuses it by the version rule.
+        try (java.lang.foreign.Arena a = java.lang.foreign.Arena.ofConfined()) {
+            MemorySegment m = a.allocate(FfnFile.HEADER_BYTES);
+            m.copyFrom(MemorySegment.ofArray(Arrays.copyOf(header.array(), FfnFile.HEADER_BYTES)));
+            FormatException e = assertThrows(FormatException.class, () -> FfnFile.parseHeader(q4, m, 1));
+            assertTrue(e.getMessage().contains("version 2, newer than this llmflash reads (1)"), e.getMessage());
+        }
+    }
+
+    @Test
+    void refusesAQuantizedDtypeUnderVersionOne() throws IOException {
+        Path q8 = tmp.resolve("q8.bin");
+        writeQuantized(q8, FfnGeometry.of(FfnLayout.BUNDLED, DType.Q8_0, 2, 64, 48));
+        Path file = tmp.resolve("q8-v1.bin");
+        ByteBuffer b = ByteBuffer.wrap(Files.readAllBytes(q8)).order(ByteOrder.LITTLE_ENDIAN);
+        b.putInt(FfnFile.OFF_VERSION, 1);
+        fixCrc(b);
+        Files.write(file, b.array());
+        assertRefused(file, "version 1 but dtype Q8_0, which version 2 files hold");
+    }
+
+    /** A quantized ffn.bin whose rows are quantized from a known pattern. */
+    private static void writeQuantized(Path file, FfnGeometry g) throws IOException {
+        int d = g.dModel();
+        FfnFileWriter.NeuronSource source = new FfnFileWriter.NeuronSource() {
+            @Override
+            public void upRows(int first, int count, MemorySegment dst) {
+                fill(first, count, dst, 1);
+            }
+
+            @Override
+            public void downColumns(int first, int count, MemorySegment dst) {
+                fill(first, count, dst, 2);
+            }
+
+            private void fill(int first, int count, MemorySegment dst, int salt) {
+                assertEquals(count * g.rowBytes(), dst.byteSize());
+                float[] x = new float[count * d];
+                for (int i = 0; i < x.length; i++) {
+                    x[i] = (float) Math.sin(first * 31 + i * 0.37 + salt);
+                }
+                dev.llmflash.formats.tensor.Quant.quantize(g.dtype(), x, 0, count, d, dst, 0);
+            }
+        };
+        try (FfnFileWriter w = FfnFileWriter.create(file, g)) {
+            for (int l = 0; l < g.layers(); l++) {
+                w.writeLayer(source);
+            }
+            w.finish();
+        }
     }
 
     @Test

@@ -12,16 +12,21 @@ import java.util.Arrays;
 
 /**
  * A weight matrix kept in its stored dtype: {@code rows x cols}, row-major, as HF stores a Linear
- * weight {@code [out_features, in_features]}. A view: the memory belongs to the checkpoint.
+ * weight {@code [out_features, in_features]} (quantized: rows of {@code dtype.rowBytes(cols)} bytes).
+ * A view: the memory belongs to the checkpoint.
  */
 public record Matrix(String name, MemorySegment data, DType dtype, int rows, int cols) {
 
-    /** Reads tensor {@code name} from {@code ckpt} and checks it is a {@code rows x cols} float matrix. */
+    /**
+     * Reads tensor {@code name} from {@code ckpt} and checks it is a {@code rows x cols} weight matrix:
+     * F32, F16, BF16, or block-quantized Q8_0 / Q4_0 (a quantized bundle's).
+     */
     public static Matrix load(Checkpoint ckpt, String name, int rows, int cols) {
         Tensor t = ckpt.tensor(name);
-        if (!t.dtype().isComputeType()) {
+        if (!t.dtype().isWeightType()) {
             throw new FormatException(ckpt.location(), "tensor '" + name + "' is " + t.dtype()
-                    + "; llmflash computes on F32, F16 and BF16 weights", "use an unquantized checkpoint");
+                    + "; llmflash computes on F32, F16, BF16, Q8_0 and Q4_0 weights",
+                    "use an unquantized checkpoint, or quantize it with 'llmflash convert --quant'");
         }
         if (t.rank() != 2 || t.shape()[0] != rows || t.shape()[1] != cols) {
             throw new FormatException(ckpt.location(), "tensor '" + name + "' has shape " + Arrays.toString(t.shape())
