@@ -78,6 +78,12 @@ final class LayerSource implements FfnFileWriter.NeuronSource {
     public void downColumns(int first, int count, MemorySegment dst) {
         DType from = down.dtype();
         int n = Math.multiplyExact(count, d);
+        if (target.isQuantized() && from.bytes() == 2) {
+            transposeToF32(first, count, from);
+            Quant.quantize(target, f32, 0, count, d, dst, 0);
+            written.accept(dst.byteSize());
+            return;
+        }
         long rawBytes = (long) n * from.bytes();
         if (raw.byteSize() < rawBytes) {
             raw = MemorySegment.ofArray(new byte[Math.toIntExact(rawBytes)]);
@@ -118,6 +124,44 @@ final class LayerSource implements FfnFileWriter.NeuronSource {
         }
         convert(raw.asSlice(0, rawBytes), from, count, dst);
         written.accept(dst.byteSize());
+    }
+
+    /** Rows of W2 transposed per block of this many (the pieces of a block stay in L2). */
+    private static final int TRANSPOSE_BLOCK = 32;
+
+    /**
+     * Down columns first .. first+count-1 of a 16-bit W2 as f32 rows of d into {@link #f32}: W2 is
+     * read {@link #TRANSPOSE_BLOCK} rows at a time (count contiguous elements each), and each column's
+     * slice of the block is written contiguously, so neither side strides through memory per element.
+     */
+    private void transposeToF32(int first, int count, DType from) {
+        int n = Math.multiplyExact(count, d);
+        if (f32.length < n) {
+            f32 = new float[n];
+        }
+        float[] out = f32;
+        MemorySegment w2 = down.data();
+        boolean bf16 = from == DType.BF16;
+        int blocks = (d + TRANSPOSE_BLOCK - 1) / TRANSPOSE_BLOCK;
+        int parts = (long) count * d < (1 << 18) ? 1 : 2;
+        // Two halves of the rows of W2 at once (the common pool and the caller): memory-bound, it pays.
+        java.util.stream.IntStream.range(0, parts).parallel().forEach(p -> {
+            short[] piece = new short[TRANSPOSE_BLOCK * count];
+            for (int b = blocks * p / parts; b < blocks * (p + 1) / parts; b++) {
+                int j0 = b * TRANSPOSE_BLOCK;
+                int jn = Math.min(TRANSPOSE_BLOCK, d - j0);
+                for (int jj = 0; jj < jn; jj++) {
+                    MemorySegment.copy(w2, S16, ((long) (j0 + jj) * f + first) * 2, piece, jj * count, count);
+                }
+                for (int k = 0; k < count; k++) {
+                    int o = k * d + j0;
+                    for (int jj = 0; jj < jn; jj++) {
+                        short h = piece[jj * count + k];
+                        out[o + jj] = bf16 ? DTypeConversion.bf16ToFloat(h) : Float.float16ToFloat(h);
+                    }
+                }
+            }
+        });
     }
 
     /**

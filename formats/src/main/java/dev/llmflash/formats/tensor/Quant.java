@@ -2,6 +2,7 @@ package dev.llmflash.formats.tensor;
 
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
+import java.util.stream.IntStream;
 
 /**
  * The arithmetic of the block-quantized row layouts of {@link DType#Q8_0} and {@link DType#Q4_0}
@@ -11,10 +12,11 @@ import java.lang.foreign.ValueLayout;
  * <p>Quantization, per block of 32 weights x:
  * <ul>
  *   <li>Q8_0: scale s = f16(max|x| / 127); q = round(x / s) clamped to [-127, 127].</li>
- *   <li>Q4_0: m = the x of largest magnitude (its sign kept); s = f16(m / -8);
+ *   <li>Q4_0: m = the x of largest magnitude (its sign kept; +|m| if both signs reach it); s = f16(m / -8);
  *       q = clamp(round(x / s) + 8, 0, 15), so m itself maps to the nibble 0 (= -8 s) and the
  *       opposite side gets 7 steps (llama.cpp's Q4_0 rule).</li>
  * </ul>
+ * round = to nearest, ties away from zero; x / s is computed as x * (1 / s).
  * q is computed against the f16-rounded scale, so the stored pair reconstructs x as closely as it
  * can. A block of zeros has scale 0. Non-finite input, or a scale beyond the f16 range, is refused
  * (IllegalArgumentException): a checkpoint holding those cannot be quantized faithfully.
@@ -26,6 +28,10 @@ public final class Quant {
 
     private static final ValueLayout.OfShort U16_LE = ValueLayout.JAVA_SHORT_UNALIGNED;
     private static final ValueLayout.OfByte BYTE = ValueLayout.JAVA_BYTE;
+    /** Weights below which {@link #quantize} stays on the calling thread. */
+    private static final long PARALLEL_MIN = 1 << 18;
+    /** Row ranges {@link #quantize} cuts a large call into (claimed by the common pool's threads). */
+    private static final int PARTS = 8;
 
     private Quant() {
     }
@@ -43,53 +49,81 @@ public final class Quant {
      *         not finite / a scale overflows f16
      */
     public static void quantize(DType dt, float[] src, int srcOff, int rows, int c, MemorySegment dst, long dstOff) {
-        long rowBytes = dt.rowBytes(c);
-        for (int r = 0; r < rows; r++) {
-            quantizeRow(dt, src, srcOff + r * c, c, dst, dstOff + r * rowBytes);
+        int rowBytes = Math.toIntExact(dt.rowBytes(c));
+        if (rows <= 0) {
+            return;
+        }
+        long work = (long) rows * c;
+        int parts = work < PARALLEL_MIN ? 1 : Math.min(rows, PARTS);
+        if (parts == 1) {
+            quantizeRows(dt, src, srcOff, 0, rows, c, rowBytes, dst, dstOff);
+            return;
+        }
+        // The converter's hot loop: rows split over the common pool (and the caller).
+        IntStream.range(0, parts).parallel().forEach(p -> quantizeRows(dt, src, srcOff, (int) ((long) rows * p / parts),
+                (int) ((long) rows * (p + 1) / parts), c, rowBytes, dst, dstOff));
+    }
+
+    /** Rows [r0, r1) of {@link #quantize}, through a byte[] of one row at a time. */
+    private static void quantizeRows(DType dt, float[] src, int srcOff, int r0, int r1, int c, int rowBytes,
+                                     MemorySegment dst, long dstOff) {
+        byte[] row = new byte[rowBytes];
+        for (int r = r0; r < r1; r++) {
+            quantizeRow(dt, src, srcOff + r * c, c, row, 0);
+            MemorySegment.copy(row, 0, dst, BYTE, dstOff + (long) r * rowBytes, rowBytes);
         }
     }
 
     /** One row of {@link #quantize}. */
     public static void quantizeRow(DType dt, float[] x, int off, int c, MemorySegment dst, long b) {
+        byte[] row = new byte[Math.toIntExact(dt.rowBytes(c))];
+        quantizeRow(dt, x, off, c, row, 0);
+        MemorySegment.copy(row, 0, dst, BYTE, b, row.length);
+    }
+
+    /** One row of {@link #quantize} into {@code out[o .. o + dt.rowBytes(c))}. */
+    public static void quantizeRow(DType dt, float[] x, int off, int c, byte[] out, int o) {
         int nb = blocks(dt, c);
-        long qs = b + 2L * nb;
+        int qs = o + 2 * nb;
+        boolean q8 = dt == DType.Q8_0;
         for (int blk = 0; blk < nb; blk++) {
-            int o = off + blk * BLOCK;
-            float amax = 0;
-            float max = 0;
-            for (int j = 0; j < BLOCK; j++) {
-                float v = x[o + j];
-                if (!Float.isFinite(v)) {
-                    throw new IllegalArgumentException("value " + v + " at element " + (blk * BLOCK + j)
-                            + " of a row cannot be quantized");
-                }
-                if (Math.abs(v) > amax) {
-                    amax = Math.abs(v);
-                    max = v;
-                }
+            int xo = off + blk * BLOCK;
+            float top = 0;
+            float bottom = 0;
+            for (int j = 0; j < BLOCK; j++) { // branch-free: Math.max/min propagate NaN
+                float v = x[xo + j];
+                top = Math.max(top, v);
+                bottom = Math.min(bottom, v);
             }
-            if (dt == DType.Q8_0) {
-                short s = scale(amax / 127f + 0f);
-                float d = Float.float16ToFloat(s);
-                float inv = d == 0 ? 0 : 1f / d;
-                dst.set(U16_LE, b + 2L * blk, s);
+            if (!(top - bottom <= Float.MAX_VALUE)) { // NaN or Inf somewhere (or a range beyond f32)
+                throw new IllegalArgumentException("a non-finite value in block " + blk + " of a row cannot be quantized");
+            }
+            float amax = Math.max(top, -bottom);
+            float max = top >= -bottom ? top : bottom; // the value of largest magnitude; on a tie the positive one
+            short s = scale(q8 ? amax / 127f + 0f : max / -8f + 0f); // + 0: a block of zeros gets +0, not -0
+            out[o + 2 * blk] = (byte) s;
+            out[o + 2 * blk + 1] = (byte) (s >> 8);
+            float d = Float.float16ToFloat(s);
+            float inv = d == 0 ? 0 : 1f / d;
+            if (q8) {
+                int qb = qs + blk * BLOCK;
                 for (int j = 0; j < BLOCK; j++) {
-                    int q = Math.round(x[o + j] * inv);
-                    dst.set(BYTE, qs + (long) blk * BLOCK + j, (byte) Math.clamp(q, -127, 127));
+                    out[qb + j] = (byte) Math.clamp(round(x[xo + j] * inv), -127, 127);
                 }
             } else {
-                short s = scale(max / -8f + 0f); // + 0: a block of zeros gets +0, not -0
-                float d = Float.float16ToFloat(s);
-                float inv = d == 0 ? 0 : 1f / d;
-                dst.set(U16_LE, b + 2L * blk, s);
-                long qb = qs + (long) blk * (BLOCK / 2);
+                int qb = qs + blk * (BLOCK / 2);
                 for (int j = 0; j < BLOCK / 2; j++) {
-                    int lo = Math.clamp(Math.round(x[o + j] * inv) + 8, 0, 15);
-                    int hi = Math.clamp(Math.round(x[o + BLOCK / 2 + j] * inv) + 8, 0, 15);
-                    dst.set(BYTE, qb + j, (byte) (lo | hi << 4));
+                    int lo = Math.clamp(round(x[xo + j] * inv) + 8, 0, 15);
+                    int hi = Math.clamp(round(x[xo + BLOCK / 2 + j] * inv) + 8, 0, 15);
+                    out[qb + j] = (byte) (lo | hi << 4);
                 }
             }
         }
+    }
+
+    /** Round to nearest, ties away from zero (|v| < 2^23 here: quants are at most 128 x the step). */
+    private static int round(float v) {
+        return (int) (v + Math.copySign(0.5f, v));
     }
 
     private static short scale(float d) {
