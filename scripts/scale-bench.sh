@@ -3,7 +3,13 @@
 # 13.3 GB) run at a DRAM budget of 50% of its size, every method in its own JVM, with the machine's
 # reference figures measured in the same run and the charts written to docs/figures/SHAPE/.
 #   scripts/scale-bench.sh [--quick] [WORK_DIR]
+#   scripts/scale-bench.sh --quant [WORK_DIR]
 #     --quick: the opt-1.3b shape (2.6 GB) instead of opt-6.7b
+#     --quant: precisions (docs/BENCHMARKS.md, "Quantized bundles at scale"): opt-6.7b in f16, q8 and q4,
+#              each at 50% of its own size and q8/q4 also at the f16 run's budget, and the OPT-13B shape
+#              in q4 at 50% of its q4 size (synthesized, converted, and its f16 checkpoint deleted, if its
+#              q4 bundle is absent: ~26 GB of disk for a while); methods all-serial and all with the
+#              limits; charts of ms/token by method and precision in docs/figures/quant/
 #     WORK_DIR: where the checkpoint and its bundles go (default /work/synth-out; about 3x the model's size)
 # Activity: the synthetic generator calibrated to the paper (--activity synthetic: 10.5% of each layer
 # predicted per token, 2.4% of the FFN new per token with a 5-token window), because random weights
@@ -15,8 +21,61 @@ shape=opt-6.7b; rank=128; memory=50%
 # opt-1.3b's resident part is 37% of it: at 50% the predictors (own + look-ahead) and the KV cache leave
 # less than one token's predicted set per layer, which the plan refuses; 60% is the least round share that runs.
 if [ "${1:-}" = "--quick" ]; then shape=opt-1.3b; rank=64; memory=60%; shift; fi
+quant=0
+if [ "${1:-}" = "--quant" ]; then quant=1; shift; fi
 work="${1:-/work/synth-out}"
 lf="$root/llmflash"
+if [ "$quant" = 1 ]; then
+  out="$root/docs/figures/quant"
+  mkdir -p "$out"
+  start=$(date +%s)
+  hf="$work/opt-6.7b"
+  for q in none q8 q4; do
+    b="$work/opt-6.7b.bundle"; [ "$q" != none ] && b="$work/opt-6.7b-$q.bundle"
+    if [ ! -f "$b/manifest.json" ]; then
+      [ -f "$hf/config.json" ] || "$lf" synth --shape opt-6.7b --output "$hf"
+      "$lf" convert --input "$hf" --output "$b" --dtype f16 --quant "$q" --force
+    fi
+  done
+  if [ ! -f "$work/opt-13b-q4.bundle/manifest.json" ]; then
+    "$lf" synth --shape opt-13b --output "$work/opt-13b"
+    "$lf" convert --input "$work/opt-13b" --output "$work/opt-13b-q4.bundle" --dtype f16 --quant q4 --force
+    rm -rf "$work/opt-13b"
+  fi
+  f16_budget=$(python3 -c "import os; b='$work/opt-6.7b.bundle'; print((os.path.getsize(b+'/resident.safetensors') + os.path.getsize(b+'/ffn.bin')) // 2)")
+  run() { # NAME BUNDLE MEMORY RANK
+    "$lf" bench --model "$2" --memory "$3" --methods all-serial,all --activity synthetic --predictor-rank "$4" \
+      --isolate --prewarm --limits --tokens 32 --warmup 4 --json > "$out/$1.json"
+    python3 - "$out/$1.json" "$1" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1])); l = d.get('limits', {})
+for m in d['methods']:
+    print(f"{sys.argv[2]:16s} {m['method']:10s} total {m['total_ms']:8.1f} ms (p50 {m['total_ms_p50']:.1f})  io_wait {m['io_wait_ms']:7.1f}"
+          f"  mem {m['mem_ms']:6.1f}  compute {m['compute_ms']:7.1f}  read/token {m['bytes_read_per_token']/1e6:6.1f} MB"
+          f"  hit {100*m['cache_hit_rate']:5.1f}%  overflows {m['overflows']}  peak RSS {m['peak_rss_bytes']/2**30:.2f} GiB")
+print(f"{sys.argv[2]:16s} limit {l['limit_ms_per_token']:.1f} ms/token (resident {l['resident_bytes']/1e9:.2f} GB at {l['memory_gbps']:.1f} GB/s,"
+      f" {l['flash_bytes_per_token']/1e6:.1f} MB/token from flash); all / limit = {l['flash_vs_limit']:.2f}")
+PY
+  }
+  run f16-50 "$work/opt-6.7b.bundle" 50% 128
+  run q8-50 "$work/opt-6.7b-q8.bundle" 50% 128
+  run q4-50 "$work/opt-6.7b-q4.bundle" 50% 128
+  run q8-f16budget "$work/opt-6.7b-q8.bundle" "$f16_budget" 128
+  run q4-f16budget "$work/opt-6.7b-q4.bundle" "$f16_budget" 128
+  run opt-13b-q4-50 "$work/opt-13b-q4.bundle" 50% 160
+  source "$root/scripts/find-jdk.sh"
+  java="$LLMFLASH_JAVA_HOME/bin/java"
+  "$java" -cp "$root/cli/target/llmflash.jar" dev.llmflash.cli.PrecisionChart "$out/opt-6.7b-by-precision.png" \
+    "opt-6.7b shape, synthetic activity: ms/token by precision (50% of each bundle's own size)" \
+    f16="$out/f16-50.json" q8="$out/q8-50.json" q4="$out/q4-50.json"
+  "$java" -cp "$root/cli/target/llmflash.jar" dev.llmflash.cli.PrecisionChart "$out/opt-6.7b-at-f16-budget.png" \
+    "opt-6.7b shape: ms/token at the f16 run's budget ($f16_budget bytes)" \
+    f16="$out/f16-50.json" q8="$out/q8-f16budget.json" q4="$out/q4-f16budget.json"
+  "$java" -cp "$root/cli/target/llmflash.jar" dev.llmflash.cli.PrecisionChart "$out/opt-13b-q4.png" \
+    "OPT-13B shape in q4 at 50% of its size: ms/token" q4="$out/opt-13b-q4-50.json"
+  echo "scale-bench --quant: $(( $(date +%s) - start )) s in all"
+  exit 0
+fi
 hf="$work/$shape"
 mkdir -p "$work"
 start=$(date +%s)

@@ -1,6 +1,7 @@
 package dev.llmflash.benchmarks;
 
 import dev.llmflash.formats.tensor.DType;
+import dev.llmflash.formats.tensor.Quant;
 import dev.llmflash.runtime.kernels.Kernels;
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.LongVector;
@@ -26,11 +27,13 @@ import java.util.concurrent.CyclicBarrier;
  *       access pattern of the matvec kernel, which a single stream does not saturate on every CPU);
  *   <li>matvec: {@link Kernels#matvec} with a {@code cols}-wide matrix,
  * </ul>
- * all in GB/s of weight bytes read, and prints a markdown table: best and median per measurement, and
- * matvec as a share of the better read loop ("memory read bandwidth").
+ * all in GB/s of weight bytes read, and prints a markdown table: best and median per measurement,
+ * matvec as a share of the better read loop ("memory read bandwidth"), and matvec in weights/s (for
+ * the block-quantized Q8_0 and Q4_0 a byte holds more weights: 32 in 34 and 32 in 18 bytes) with its
+ * ratio to F16's.
  * <p>Usage: {@code java --add-modules jdk.incubator.vector -cp benchmarks.jar
  * dev.llmflash.benchmarks.KernelBandwidth [--threads N] [--mb 256] [--reps 15] [--cols 4096]
- * [--dtypes F32,F16,BF16] [--misalign 0]}
+ * [--dtypes F32,F16,BF16,Q8_0,Q4_0] [--misalign 0]}
  */
 public final class KernelBandwidth {
 
@@ -46,7 +49,7 @@ public final class KernelBandwidth {
         int reps = 15;
         int cols = 4096;
         int misalign = 0;
-        DType[] dtypes = {DType.F32, DType.F16, DType.BF16};
+        DType[] dtypes = {DType.F32, DType.F16, DType.BF16, DType.Q8_0, DType.Q4_0};
         for (int a = 0; a < args.length; a++) {
             switch (args[a]) {
                 case "--threads" -> threads = Integer.parseInt(args[++a]);
@@ -58,7 +61,7 @@ public final class KernelBandwidth {
                         .toArray(DType[]::new);
                 default -> {
                     System.err.println("usage: KernelBandwidth [--threads N] [--mb MB] [--reps N] [--cols C]"
-                            + " [--dtypes F32,F16,BF16] [--misalign BYTES]");
+                            + " [--dtypes F32,F16,BF16,Q8_0,Q4_0] [--misalign BYTES]");
                     System.exit(2);
                 }
             }
@@ -69,11 +72,11 @@ public final class KernelBandwidth {
             MemorySegment[] w = new MemorySegment[n];
             int[] rows = new int[n];
             for (int d = 0; d < n; d++) {
-                long bytesPerRow = (long) cols * dtypes[d].bytes();
+                long bytesPerRow = dtypes[d].rowBytes(cols);
                 rows[d] = (int) ((long) mb * (1 << 20) / bytesPerRow);
                 long bytes = rows[d] * bytesPerRow;
                 w[d] = arena.allocate(bytes + misalign, 4096).asSlice(misalign, bytes);
-                fill(w[d], dtypes[d]);
+                fill(w[d], dtypes[d], cols);
             }
             float[] x = new float[cols];
             SplittableRandom rnd = new SplittableRandom(7);
@@ -111,22 +114,53 @@ public final class KernelBandwidth {
                             + " f32 lanes %d (checksum %s)%n%n", threads, mb, cols, misalign, reps,
                     FloatVector.SPECIES_PREFERRED.length(), reader.sink + y[0]);
             System.out.println("| weights | matrix | read x1 GB/s best / median | read x4 GB/s best / median"
-                    + " | matvec GB/s best / median | matvec / read, best | matvec / read, median |");
-            System.out.println("|---|---|---|---|---|---|---|");
+                    + " | matvec GB/s best / median | matvec / read, best | matvec / read, median"
+                    + " | matvec Gweights/s best / median | weights/s vs F16, median |");
+            System.out.println("|---|---|---|---|---|---|---|---|---|");
+            double f16Weights = Double.NaN;
+            for (int d = 0; d < n; d++) {
+                if (dtypes[d] == DType.F16) {
+                    f16Weights = Stats.median(matvec[d]) / DType.F16.rowBytes(cols) * cols;
+                }
+            }
             for (int d = 0; d < n; d++) {
                 double readBest = Math.max(Stats.best(read1[d]), Stats.best(read4[d]));
                 double readMedian = Math.max(Stats.median(read1[d]), Stats.median(read4[d]));
-                System.out.printf(Locale.ROOT, "| %s | %d x %d | %.1f / %.1f | %.1f / %.1f | %.1f / %.1f | %.0f%% | %.0f%% |%n",
+                double perByte = (double) cols / dtypes[d].rowBytes(cols); // weights per byte
+                double weightsMedian = Stats.median(matvec[d]) * perByte;
+                System.out.printf(Locale.ROOT, "| %s | %d x %d | %.1f / %.1f | %.1f / %.1f | %.1f / %.1f | %.0f%% | %.0f%%"
+                                + " | %.1f / %.1f | %s |%n",
                         dtypes[d], rows[d], cols, Stats.best(read1[d]), Stats.median(read1[d]), Stats.best(read4[d]),
                         Stats.median(read4[d]), Stats.best(matvec[d]), Stats.median(matvec[d]),
-                        100 * Stats.best(matvec[d]) / readBest, 100 * Stats.median(matvec[d]) / readMedian);
+                        100 * Stats.best(matvec[d]) / readBest, 100 * Stats.median(matvec[d]) / readMedian,
+                        Stats.best(matvec[d]) * perByte, weightsMedian,
+                        Double.isNaN(f16Weights) ? "-" : String.format(Locale.ROOT, "%.2fx", weightsMedian / f16Weights));
             }
         }
     }
 
-    /** Values in [-1, 1) rounded to the dtype (no NaN/Inf/subnormal slow paths), a 1 MB pattern repeated. */
-    private static void fill(MemorySegment w, DType dt) {
+    /**
+     * Values in [-1, 1) rounded to the dtype (no NaN/Inf/subnormal slow paths; the quantized dtypes
+     * through {@link Quant#quantizeRow}), a pattern of about 1 MB (whole rows) repeated.
+     */
+    private static void fill(MemorySegment w, DType dt, int cols) {
         SplittableRandom rnd = new SplittableRandom(42);
+        if (dt.isQuantized()) {
+            long rowBytes = dt.rowBytes(cols);
+            long patternRows = Math.max(1, Math.min(w.byteSize() / rowBytes, (1 << 20) / rowBytes));
+            float[] row = new float[cols];
+            for (long i = 0; i < patternRows; i++) {
+                for (int j = 0; j < cols; j++) {
+                    row[j] = (float) rnd.nextDouble(-1, 1);
+                }
+                Quant.quantizeRow(dt, row, 0, cols, w, i * rowBytes);
+            }
+            long patternBytes = patternRows * rowBytes;
+            for (long b = patternBytes; b < w.byteSize(); b += patternBytes) {
+                MemorySegment.copy(w, 0, w, b, Math.min(patternBytes, w.byteSize() - b));
+            }
+            return;
+        }
         long patternBytes = Math.min(w.byteSize(), 1 << 20);
         for (long b = 0; b + dt.bytes() <= patternBytes; b += dt.bytes()) {
             float v = (float) rnd.nextDouble(-1, 1);

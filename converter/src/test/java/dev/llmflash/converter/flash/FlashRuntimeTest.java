@@ -63,6 +63,14 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 class FlashRuntimeTest {
     static final String[] MODELS = {"opt-mini", "falcon-mini-relu", "opt-tiny-postln-bin"};
     static final float TOL = 2e-3f;
+    /**
+     * Flash against the predicted-sparse FFN on the same predictors: the sums run in another order
+     * (flash adds cached rows in cache order, which follows the I/O timing), and a neuron whose
+     * predictor logit sits at the threshold can flip either way; with the f16 predictors opt-mini's
+     * logits differed by 0.0015-0.0027 over runs (f32 predictors: 0.0009), falcon-mini's by 5e-5. The
+     * predictors' own effect, which this must tell apart, is over 10 x TOL.
+     */
+    static final float PREDICTED_TOL = 5e-3f;
 
     @TempDir
     static Path tmp;
@@ -117,12 +125,16 @@ class FlashRuntimeTest {
     }
 
     static void assertClose(float[] want, float[] got, String what) {
+        assertClose(want, got, TOL, what);
+    }
+
+    static void assertClose(float[] want, float[] got, float tol, String what) {
         assertEquals(want.length, got.length);
         float max = 0;
         for (int i = 0; i < want.length; i++) {
             max = Math.max(max, Math.abs(want[i] - got[i]));
         }
-        assertTrue(max <= TOL, what + ": max |difference| = " + max);
+        assertTrue(max <= tol, what + ": max |difference| = " + max);
     }
 
     /** The bytes a runtime holds besides its FFN: a budget of this plus {@code rows} cache rows per layer. */
@@ -234,7 +246,7 @@ class FlashRuntimeTest {
         long tight = budgetWithRows(b, o, 300);
         for (Options opt : List.of(o, o.withWindow(3), o.withBudget(new FlashRuntime.Budget(tight, -1)))) {
             try (FlashRuntime rt = FlashRuntime.open(b, opt); LanguageModel m = Models.open(b, kernels, rt.wrapper())) {
-                assertClose(want, logits(m, ids), name + " flash " + opt);
+                assertClose(want, logits(m, ids), PREDICTED_TOL, name + " flash " + opt);
                 int[] got = new Generator(m).generate(java.util.Arrays.copyOf(ids, 8), 24, SamplingOptions.greedy(), null).generatedIds();
                 assertArrayEquals(greedy, got, name + ": greedy ids, flash vs predicted-sparse");
             }

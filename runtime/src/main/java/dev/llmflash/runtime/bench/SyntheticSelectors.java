@@ -91,7 +91,7 @@ public final class SyntheticSelectors implements SelectorSource {
         long bytes = 0;
         for (List<LayerPredictor> list : List.of(emulated, emulatedLookahead)) {
             for (LayerPredictor p : list) {
-                bytes += p.dense() ? 0 : 4L * (p.a().length + p.b().length + p.c().length);
+                bytes += ActiveSelector.Trained.bytes(p);
             }
         }
         return bytes;

@@ -1,9 +1,12 @@
 package dev.llmflash.runtime.flash;
 
 import dev.llmflash.formats.predictor.LayerPredictor;
+import dev.llmflash.formats.tensor.DType;
 import dev.llmflash.runtime.ffn.NeuronMajorFfn;
 import dev.llmflash.runtime.kernels.Kernels;
-import dev.llmflash.runtime.kernels.VectorOps;
+import dev.llmflash.runtime.kernels.VectorKernels;
+
+import java.lang.foreign.MemorySegment;
 
 /**
  * Chooses, for one token of one layer, the FFN neurons to compute: the paper's activity predictor
@@ -24,7 +27,7 @@ public interface ActiveSelector {
     int select(float[] x, int off, int[] out);
 
     /** A trained low-rank predictor: neuron i is chosen iff {@code B_i (A x) + c_i > logit(threshold)}. */
-    static ActiveSelector trained(LayerPredictor p) {
+    static Trained trained(LayerPredictor p) {
         return new Trained(p);
     }
 
@@ -125,50 +128,80 @@ public interface ActiveSelector {
         }
     }
 
-    /** See {@link #trained}. The arithmetic {@code PredictedFfn} uses too, so that both choose alike. */
+    /**
+     * See {@link #trained}. The arithmetic {@code PredictedFfn} uses too, so that both choose alike.
+     * A and B are held in f16 (converted once from the file's f32, which is not kept; c stays f32): half
+     * the DRAM of f32, which matters most under a quantized bundle, whose predictors would otherwise be
+     * a fifth of a 50% budget on the OPT-6.7B shape. The f16 rounding (relative 2^-11 per weight) moves
+     * the logits by far less than the thresholds' margins: docs/BENCHMARKS.md, "Quantized bundles".
+     */
     final class Trained implements ActiveSelector {
-        private final LayerPredictor p;
+        private final int layer;
+        private final int d;
+        private final int f;
+        private final int r;
         private final float logitThreshold;
+        private final MemorySegment a;
+        private final MemorySegment b;
+        private final float[] c;
         private final float[] low;
 
         public Trained(LayerPredictor p) {
             if (p.dense()) {
                 throw new IllegalArgumentException("layer " + p.layer() + " is dense: it has no predictor");
             }
-            this.p = p;
+            this.layer = p.layer();
+            this.d = p.inputs();
+            this.f = p.neurons();
+            this.r = p.rank();
             double t = p.threshold();
             this.logitThreshold = (float) Math.log(t / (1 - t));
-            this.low = new float[p.rank()];
+            this.a = half(p.a());
+            this.b = half(p.b());
+            this.c = p.c().clone();
+            this.low = new float[r];
+        }
+
+        private static MemorySegment half(float[] v) {
+            short[] h = new short[v.length];
+            for (int i = 0; i < v.length; i++) {
+                h[i] = Float.floatToFloat16(v[i]);
+            }
+            return MemorySegment.ofArray(h);
         }
 
         @Override
         public int neurons() {
-            return p.neurons();
+            return f;
         }
 
-        public LayerPredictor predictor() {
-            return p;
+        /** The layer whose neurons this predicts. */
+        public int layer() {
+            return layer;
         }
 
         @Override
         public int select(float[] x, int off, int[] out) {
-            int d = p.inputs(), f = p.neurons(), r = p.rank();
-            float[] a = p.a(), b = p.b(), c = p.c();
             for (int j = 0; j < r; j++) {
-                low[j] = VectorOps.dot(a, j * d, x, off, d);
+                low[j] = VectorKernels.dotAt(a, DType.F16, 2L * j * d, x, off, d);
             }
             int n = 0;
             for (int i = 0; i < f; i++) {
-                if (VectorOps.dot(b, i * r, low, 0, r) + c[i] > logitThreshold) {
+                if (VectorKernels.dotAt(b, DType.F16, 2L * i * r, low, 0, r) + c[i] > logitThreshold) {
                     out[n++] = i;
                 }
             }
             return n;
         }
 
-        /** Bytes of the predictor's weights (A, B, c as f32). */
+        /** Bytes of the predictor's weights as held (A, B in f16, c in f32). */
         public long bytes() {
-            return 4L * (p.a().length + p.b().length + p.c().length);
+            return 2L * (a.byteSize() / 2 + b.byteSize() / 2) + 4L * c.length;
+        }
+
+        /** {@link #bytes()} of the predictor p would make (0 for a dense layer). */
+        public static long bytes(LayerPredictor p) {
+            return p.dense() ? 0 : 2L * (p.a().length + p.b().length) + 4L * p.c().length;
         }
     }
 

@@ -74,7 +74,7 @@ final class FlashPlan {
             List<LayerPredictor> all = new ArrayList<>(predictors.layers());
             all.addAll(o.lookahead() ? lookaheads(predictors) : List.of());
             for (LayerPredictor p : all) {
-                predictorBytes += p.dense() ? 0 : 4L * (p.a().length + p.b().length + p.c().length);
+                predictorBytes += ActiveSelector.Trained.bytes(p);
             }
         }
         int layers = g.layers(), f = g.dFfn();

@@ -195,7 +195,13 @@ public final class FlashRuntime implements AutoCloseable {
     private final Arena arena = Arena.ofShared();
     private final List<NeuronCache> caches = new ArrayList<>();
     private final List<FlashFfn> flashLayers = new ArrayList<>();
-    private final Predictors predictors;
+    /**
+     * Trained selection: per layer its predictor in f16 ({@link ActiveSelector.Trained}; null where the
+     * layer is kept dense) and its look-ahead for the next layer (null where none). The file's f32
+     * matrices are dropped once these are made.
+     */
+    private final ActiveSelector.Trained[] ownPredictors;
+    private final ActiveSelector.Trained[] lookaheadPredictors;
     /** Flash: the supplied source of active sets, or null. */
     private final SelectorSource source;
     private final FlashPlan plan;
@@ -213,7 +219,19 @@ public final class FlashRuntime implements AutoCloseable {
                     + activation(c) + "; use --mode dense, naive or hybrid");
         }
         this.source = o.mode() == Mode.FLASH ? o.selectorSource() : null;
-        this.predictors = o.mode() == Mode.FLASH && source == null && o.selector() == Selector.TRAINED ? readPredictors(b) : null;
+        Predictors predictors = o.mode() == Mode.FLASH && source == null && o.selector() == Selector.TRAINED
+                ? readPredictors(b) : null;
+        this.ownPredictors = new ActiveSelector.Trained[g.layers()];
+        this.lookaheadPredictors = new ActiveSelector.Trained[g.layers()];
+        if (predictors != null) {
+            for (int l = 0; l < g.layers(); l++) {
+                LayerPredictor p = predictors.layer(l);
+                ownPredictors[l] = p.dense() ? null : ActiveSelector.trained(p);
+                LayerPredictor la = l + 1 < g.layers() ? predictors.lookahead(l) : null;
+                lookaheadPredictors[l] = la == null || la.dense() || predictors.layer(l + 1).dense() ? null
+                        : ActiveSelector.trained(la);
+            }
+        }
         IoEngine engine = IoEngine.open(b.dir().resolve(b.manifest().ffn().file()), o.ioThreads(), o.direct(), MAX_GAP, MAX_RUN_BYTES,
                 o.ioBackend(), g.stride());
         try {
@@ -311,11 +329,7 @@ public final class FlashRuntime implements AutoCloseable {
             return source.lookahead(from, own);
         }
         return switch (options.selector()) {
-            case TRAINED -> {
-                LayerPredictor la = predictors.lookahead(from);
-                yield new ActiveSelector[]{own, la == null || la.dense() || predictors.layer(from + 1).dense() ? null
-                        : ActiveSelector.trained(la)};
-            }
+            case TRAINED -> new ActiveSelector[]{own, lookaheadPredictors[from]};
             case ORACLE -> new ActiveSelector[]{own, null};
         };
     }
@@ -330,8 +344,8 @@ public final class FlashRuntime implements AutoCloseable {
             }
             return ActiveSelector.oracle(n, oracleKernels);
         }
-        LayerPredictor p = predictors.layer(layer);
-        return p.dense() ? ActiveSelector.all(g.dFfn()) : ActiveSelector.trained(p);
+        ActiveSelector.Trained p = ownPredictors[layer];
+        return p == null ? ActiveSelector.all(g.dFfn()) : p;
     }
 
     private static Predictors readPredictors(Bundle b) {

@@ -119,7 +119,7 @@ public final class Kernels implements AutoCloseable {
 
     /** y[i] = sum_j W[i, j] * x[j] for i in [0, r). {@code x.length >= c}, {@code y.length >= r}. */
     public void matvec(MemorySegment w, DType dt, int r, int c, float[] x, float[] y) {
-        matvecStrided(w, dt, r, c, (long) c * dt.bytes(), x, y);
+        matvecStrided(w, dt, r, c, rowBytes(dt, c), x, y);
     }
 
     /**
@@ -131,7 +131,7 @@ public final class Kernels implements AutoCloseable {
     public void matvecStrided(MemorySegment w, DType dt, int r, int c, long strideBytes, float[] x, float[] y) {
         checkStrided(w, dt, r, c, strideBytes);
         checkArrays(x, c, y, r);
-        float[] xs = dt == DType.F32 ? null : VectorKernels.splitPairs(x, c, splitInput(c));
+        float[] xs = VectorKernels.splitOrder(dt) ? VectorKernels.splitPairs(x, c, splitInput(c)) : null;
         if (threads == 1 || (long) r * c < parallelMinElements) {
             VectorKernels.matvecRows(w, dt, c, strideBytes, x, xs, y, 0, r);
             return;
@@ -147,7 +147,7 @@ public final class Kernels implements AutoCloseable {
      * processing, perplexity).
      */
     public void matmul(MemorySegment w, DType dt, int r, int c, float[] x, int n, float[] y) {
-        matmulStrided(w, dt, r, c, (long) c * dt.bytes(), x, n, y);
+        matmulStrided(w, dt, r, c, rowBytes(dt, c), x, n, y);
     }
 
     /**
@@ -289,7 +289,7 @@ public final class Kernels implements AutoCloseable {
         if (count == 0) {
             return;
         }
-        float[] xs = dt == DType.F32 ? null : VectorKernels.splitPairs(x, c, splitInput(c));
+        float[] xs = VectorKernels.splitOrder(dt) ? VectorKernels.splitPairs(x, c, splitInput(c)) : null;
         if (threads == 1 || (long) count * c < parallelMinElements) {
             VectorKernels.gatherRows(w, dt, c, strideBytes, rows, 0, count, x, xs, y);
             return;
@@ -372,7 +372,7 @@ public final class Kernels implements AutoCloseable {
         if (downOffsetBytes < 0) {
             throw new IllegalArgumentException("downOffsetBytes must be >= 0, got " + downOffsetBytes);
         }
-        long rowBytes = (long) c * dt.bytes();
+        long rowBytes = rowBytes(dt, c);
         if (blockRows > 0 && (downOffsetBytes > Long.MAX_VALUE / 2
                 || w.byteSize() < (blockRows - 1L) * strideBytes + downOffsetBytes + rowBytes)) {
             throw new IllegalArgumentException("weights hold " + w.byteSize() + " bytes, too few for " + blockRows
@@ -513,7 +513,7 @@ public final class Kernels implements AutoCloseable {
         if (row < 0) {
             throw new IllegalArgumentException("row must be >= 0, got " + row);
         }
-        checkStrided(w, dt, row + 1L, c, (long) c * dt.bytes());
+        checkStrided(w, dt, row + 1L, c, rowBytes(dt, c));
         checkArrays(out, 0, out, c);
         // Once per token: too rarely for C2 to compile a Vector API loop early, and the Vector API run
         // uncompiled boxes every vector (~50 KB per token on opt-1.3b, JFR). The scalar conversion
@@ -524,7 +524,7 @@ public final class Kernels implements AutoCloseable {
     /** The transposed sum on the calling thread (16-bit: into a split-order scratch, then into y). */
     private void accumulateSerial(MemorySegment w, DType dt, int c, long stride, int[] rows, float[] hv, int m,
                                   float[] y, int yOff) {
-        if (dt == DType.F32) {
+        if (!VectorKernels.splitOrder(dt)) { // F32 and the quantized dtypes sum in natural order, never Inf/NaN-redone
             VectorKernels.accumulateRows(w, dt, stride, rows, hv, 0, m, 0, c, y, yOff);
             return;
         }
@@ -633,6 +633,15 @@ public final class Kernels implements AutoCloseable {
         return s;
     }
 
+    /** Bytes of a row of c weights; a quantized row must be whole blocks of 32 (IllegalArgumentException). */
+    private static long rowBytes(DType dt, int c) {
+        if (!dt.fitsRow(c)) {
+            throw new IllegalArgumentException(dt + " rows hold whole blocks of " + dt.blockSize() + " weights; c = " + c
+                    + " is not a multiple of " + dt.blockSize());
+        }
+        return dt.rowBytes(c);
+    }
+
     private static void checkCount(int n) {
         if (n < 0) {
             throw new IllegalArgumentException("n must be >= 0, got " + n);
@@ -644,13 +653,13 @@ public final class Kernels implements AutoCloseable {
         if (closed) {
             throw new IllegalStateException("kernels already closed");
         }
-        if (!dt.isComputeType()) {
-            throw new IllegalArgumentException("kernels compute on F32, F16, BF16; got " + dt);
+        if (!dt.isWeightType()) {
+            throw new IllegalArgumentException("kernels compute on F32, F16, BF16, Q8_0, Q4_0; got " + dt);
         }
         if (r < 0 || c < 0) {
             throw new IllegalArgumentException("negative shape " + r + " x " + c);
         }
-        long rowBytes = (long) c * dt.bytes();
+        long rowBytes = rowBytes(dt, c);
         if (stride < rowBytes) {
             throw new IllegalArgumentException("row stride " + stride + " bytes is shorter than a row of " + c
                     + " " + dt + " (" + rowBytes + " bytes)");

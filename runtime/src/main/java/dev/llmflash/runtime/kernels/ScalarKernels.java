@@ -1,6 +1,7 @@
 package dev.llmflash.runtime.kernels;
 
 import dev.llmflash.formats.tensor.DType;
+import dev.llmflash.formats.tensor.Quant;
 
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
@@ -13,7 +14,15 @@ public final class ScalarKernels {
     private ScalarKernels() {
     }
 
-    /** Element {@code i} of a weight segment, as f32. */
+    /**
+     * Weight j of the row of c weights that starts at byte {@code rowBase}: any dtype, the quantized
+     * ones through {@link Quant#get} (the definition every kernel is held to).
+     */
+    public static float at(MemorySegment w, DType dt, long rowBase, int c, int j) {
+        return dt.isQuantized() ? Quant.get(w, dt, rowBase, c, j) : loadAt(w, dt, rowBase + (long) j * dt.bytes());
+    }
+
+    /** Element {@code i} of a weight segment, as f32 (plain dtypes). */
     public static float load(MemorySegment w, DType dt, long i) {
         return switch (dt) {
             case F32 -> w.getAtIndex(ValueLayout.JAVA_FLOAT_UNALIGNED, i);
@@ -42,17 +51,11 @@ public final class ScalarKernels {
     }
 
     public static void matvec(MemorySegment w, DType dt, int r, int c, float[] x, float[] y) {
-        for (int i = 0; i < r; i++) {
-            y[i] = dot(w, dt, (long) i * c, x, 0, c);
-        }
+        matvecStrided(w, dt, r, c, dt.rowBytes(c), x, y);
     }
 
     public static void matmul(MemorySegment w, DType dt, int r, int c, float[] x, int n, float[] y) {
-        for (int t = 0; t < n; t++) {
-            for (int i = 0; i < r; i++) {
-                y[t * r + i] = dot(w, dt, (long) i * c, x, t * c, c);
-            }
-        }
+        matmulStrided(w, dt, r, c, dt.rowBytes(c), x, n, y);
     }
 
     /** Twin of {@link Kernels#matvecStrided}: row i starts at byte i * stride. */
@@ -60,7 +63,7 @@ public final class ScalarKernels {
         for (int i = 0; i < r; i++) {
             float s = 0f;
             for (int j = 0; j < c; j++) {
-                s += loadAt(w, dt, i * stride + (long) j * dt.bytes()) * x[j];
+                s += at(w, dt, i * stride, c, j) * x[j];
             }
             y[i] = s;
         }
@@ -73,7 +76,7 @@ public final class ScalarKernels {
             for (int i = 0; i < r; i++) {
                 float s = 0f;
                 for (int j = 0; j < c; j++) {
-                    s += loadAt(w, dt, i * stride + (long) j * dt.bytes()) * x[t * c + j];
+                    s += at(w, dt, i * stride, c, j) * x[t * c + j];
                 }
                 y[t * r + i] = s;
             }
@@ -86,7 +89,7 @@ public final class ScalarKernels {
         for (int i = 0; i < r; i++) {
             if (h[i] != 0f) {
                 for (int j = 0; j < c; j++) {
-                    y[j] += h[i] * loadAt(w, dt, i * stride + (long) j * dt.bytes());
+                    y[j] += h[i] * at(w, dt, i * stride, c, j);
                 }
             }
         }
@@ -100,7 +103,7 @@ public final class ScalarKernels {
                 float hi = h[t * r + i];
                 if (hi != 0f) {
                     for (int j = 0; j < c; j++) {
-                        y[t * c + j] += hi * loadAt(w, dt, i * stride + (long) j * dt.bytes());
+                        y[t * c + j] += hi * at(w, dt, i * stride, c, j);
                     }
                 }
             }
@@ -113,7 +116,7 @@ public final class ScalarKernels {
         for (int k = 0; k < count; k++) {
             float s = 0f;
             for (int j = 0; j < c; j++) {
-                s += loadAt(w, dt, rows[k] * stride + (long) j * dt.bytes()) * x[j];
+                s += at(w, dt, rows[k] * stride, c, j) * x[j];
             }
             y[k] = s;
         }
@@ -125,7 +128,7 @@ public final class ScalarKernels {
         for (int k = 0; k < count; k++) {
             if (hv[k] != 0f) {
                 for (int j = 0; j < c; j++) {
-                    y[j] += hv[k] * loadAt(w, dt, rows[k] * stride + (long) j * dt.bytes());
+                    y[j] += hv[k] * at(w, dt, rows[k] * stride, c, j);
                 }
             }
         }
@@ -143,7 +146,7 @@ public final class ScalarKernels {
                 int r = rows[k];
                 float s = 0f;
                 for (int j = 0; j < c; j++) {
-                    s += loadAt(w, dt, r * stride + (long) j * dt.bytes()) * x[t * c + j];
+                    s += at(w, dt, r * stride, c, j) * x[t * c + j];
                 }
                 if (bias != null) {
                     s += bias[biasOff + r];
@@ -151,7 +154,7 @@ public final class ScalarKernels {
                 float a = Math.max(s, 0f);
                 if (a != 0f) {
                     for (int j = 0; j < c; j++) {
-                        out[t * c + j] += a * loadAt(w, dt, r * stride + downOffset + (long) j * dt.bytes());
+                        out[t * c + j] += a * at(w, dt, r * stride + downOffset, c, j);
                     }
                 }
             }
@@ -159,6 +162,10 @@ public final class ScalarKernels {
     }
 
     public static void row(MemorySegment w, DType dt, int row, int c, float[] out) {
+        if (dt.isQuantized()) {
+            Quant.dequantizeRow(w, dt, row * dt.rowBytes(c), c, out, 0);
+            return;
+        }
         long base = (long) row * c;
         for (int j = 0; j < c; j++) {
             out[j] = load(w, dt, base + j);

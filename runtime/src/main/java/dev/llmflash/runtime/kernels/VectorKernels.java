@@ -149,6 +149,10 @@ public final class VectorKernels {
      */
     public static void matvecRows(MemorySegment w, DType dt, int c, long rowBytes, float[] x, float[] xs,
                                   float[] y, int r0, int r1) {
+        if (dt.isQuantized()) {
+            QuantKernels.matvecRows(w, dt, c, rowBytes, x, y, r0, r1);
+            return;
+        }
         int q = (r1 - r0) / 4;
         long stride = q * rowBytes;
         int end = r0 + q;
@@ -191,6 +195,10 @@ public final class VectorKernels {
      */
     public static void gatherRows(MemorySegment w, DType dt, int c, long rowBytes, int[] rows, int k0, int k1,
                                   float[] x, float[] xs, float[] y) {
+        if (dt.isQuantized()) {
+            QuantKernels.gatherRows(w, dt, c, rowBytes, rows, k0, k1, x, y);
+            return;
+        }
         int q = (k1 - k0) / 4;
         int end = k0 + q;
         switch (dt) {
@@ -252,6 +260,7 @@ public final class VectorKernels {
             case F32 -> dotF32(w, b, x, xOff, c);
             case F16 -> dotF16(w, b, x, xOff, c);
             case BF16 -> dotBf16(w, b, x, xOff, c);
+            case Q8_0, Q4_0 -> QuantKernels.dot(w, dt, b, x, xOff, c);
             default -> throw unsupported(dt);
         };
     }
@@ -263,6 +272,10 @@ public final class VectorKernels {
 
     /** out[outOff .. outOff+c) = the c elements starting at byte {@code b} of w, as f32 (exact). */
     public static void toF32At(MemorySegment w, DType dt, long b, float[] out, int outOff, int c) {
+        if (dt.isQuantized()) {
+            QuantKernels.toF32(w, dt, b, out, outOff, c);
+            return;
+        }
         int bound = F.loopBound(c);
         int j = 0;
         switch (dt) {
@@ -396,7 +409,7 @@ public final class VectorKernels {
             }
             int xo = t * c;
             System.arraycopy(x, xo, xt, 0, c);
-            if (dt != DType.F32) {
+            if (splitOrder(dt)) {
                 splitPairs(xt, c, xs);
             }
             gatherRows(up, dt, c, rowBytes, rows, k0, k1, xt, xs, a);
@@ -404,7 +417,7 @@ public final class VectorKernels {
             if (m == k0) {
                 continue;
             }
-            if (dt == DType.F32) {
+            if (!splitOrder(dt)) { // F32 and quantized rows: natural order, straight into Y[t]
                 accumulateRows(down, dt, rowBytes, pick, a, k0, m, 0, c, y, xo);
                 continue;
             }
@@ -523,6 +536,13 @@ public final class VectorKernels {
      */
     public static boolean accumulateRows(MemorySegment w, DType dt, long rowBytes, int[] rows, float[] hv,
                                          int k0, int k1, int j0, int j1, float[] acc, int a) {
+        if (dt.isQuantized()) { // whole rows only (every caller's j0 is 0), natural order
+            if (j0 != 0) {
+                throw new IllegalArgumentException("quantized rows are summed whole, not from column " + j0);
+            }
+            QuantKernels.accumulateRows(w, dt, rowBytes, rows, hv, k0, k1, j1, acc, a);
+            return true;
+        }
         int len = j1 - j0;
         long jb = (long) j0 * dt.bytes();
         int q = (k1 - k0) / 4;
@@ -570,7 +590,7 @@ public final class VectorKernels {
      */
     public static void addSplit(DType dt, float[] acc, int a, float[] y, int j0, int len) {
         int j = 0;
-        if (dt != DType.F32) {
+        if (splitOrder(dt)) {
             for (int bound = len - len % (2 * L); j < bound; j += 2 * L) {
                 FloatVector e = FloatVector.fromArray(F, acc, a + j);
                 FloatVector o = FloatVector.fromArray(F, acc, a + j + L);
@@ -614,7 +634,8 @@ public final class VectorKernels {
                                             float[] h, int n, int r, int j0, int j1, float[] y, int c,
                                             float[] scratch) {
         int len = j1 - j0;
-        long jb = (long) j0 * dt.bytes();
+        boolean quantized = dt.isQuantized();
+        long jb = quantized ? 0 : (long) j0 * dt.bytes();
         int q = (k1 - k0) / 4;
         int[] group = new int[GROUP];
         int[] pick = new int[GROUP];
@@ -626,6 +647,13 @@ public final class VectorKernels {
                 group[4 * v + 1] = rows[k + v + q];
                 group[4 * v + 2] = rows[k + v + 2 * q];
                 group[4 * v + 3] = rows[k + v + 3 * q];
+                if (quantized) { // columns [j0, j1) of whole blocks: scales and quants found from the row's start
+                    for (int u = 0; u < 4; u++) {
+                        QuantKernels.toF32Columns(w, dt, group[4 * v + u] * rowBytes, c, j0, len, scratch,
+                                (4 * v + u) * len);
+                    }
+                    continue;
+                }
                 toF32x4(w, dt, group[4 * v] * rowBytes + jb, group[4 * v + 1] * rowBytes + jb,
                         group[4 * v + 2] * rowBytes + jb, group[4 * v + 3] * rowBytes + jb, scratch, 4 * v * len, len);
             }
@@ -633,7 +661,11 @@ public final class VectorKernels {
         }
         for (int k = k0 + 4 * q; k < k1; k++) {
             group[0] = rows[k];
-            toF32At(w, dt, rows[k] * rowBytes + jb, scratch, 0, len);
+            if (quantized) {
+                QuantKernels.toF32Columns(w, dt, rows[k] * rowBytes, c, j0, len, scratch, 0);
+            } else {
+                toF32At(w, dt, rows[k] * rowBytes + jb, scratch, 0, len);
+            }
             addGroup(group, 1, h, n, r, scratch, len, y, c, j0, pick, hp);
         }
     }
@@ -674,6 +706,13 @@ public final class VectorKernels {
      * 1.1-1.5x slower on scattered bundle rows (f16, d = 4096, 16 KB stride, n = 3 and 17).
      */
     static void toF32x4(MemorySegment w, DType dt, long o0, long o1, long o2, long o3, float[] out, int at, int len) {
+        if (dt.isQuantized()) { // whole rows of len weights
+            QuantKernels.toF32(w, dt, o0, out, at, len);
+            QuantKernels.toF32(w, dt, o1, out, at + len, len);
+            QuantKernels.toF32(w, dt, o2, out, at + 2 * len, len);
+            QuantKernels.toF32(w, dt, o3, out, at + 3 * len, len);
+            return;
+        }
         int bound = F.loopBound(len);
         int j = 0;
         switch (dt) {
@@ -925,7 +964,12 @@ public final class VectorKernels {
     }
 
     private static IllegalArgumentException unsupported(DType dt) {
-        return new IllegalArgumentException("kernels compute on F32, F16, BF16; got " + dt);
+        return new IllegalArgumentException("kernels compute on F32, F16, BF16, Q8_0, Q4_0; got " + dt);
+    }
+
+    /** True for the 16-bit dtypes, whose fused loops read x and keep sums in split order ({@link #splitPairs}). */
+    static boolean splitOrder(DType dt) {
+        return dt == DType.F16 || dt == DType.BF16;
     }
 
     // ---------------------------------------------------------------- one row (r mod 4 rows, Inf/NaN redo)

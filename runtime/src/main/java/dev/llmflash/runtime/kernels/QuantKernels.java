@@ -1,0 +1,440 @@
+package dev.llmflash.runtime.kernels;
+
+import dev.llmflash.formats.tensor.DType;
+import dev.llmflash.formats.tensor.Quant;
+import jdk.incubator.vector.ByteVector;
+import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.IntVector;
+import jdk.incubator.vector.VectorOperators;
+import jdk.incubator.vector.VectorShape;
+import jdk.incubator.vector.VectorSpecies;
+
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.nio.ByteOrder;
+
+/**
+ * The Vector API primitives of {@link VectorKernels} for block-quantized rows ({@link DType#Q8_0},
+ * {@link DType#Q4_0}; layout in {@link DType}: a row of c weights is its c/32 f16 scales, then its
+ * quants). Every weight is {@code scale_b * q} exactly as {@link Quant#dequantizeRow} defines it;
+ * sums accumulate in FMA lanes in natural column order (no split order), so they differ from the
+ * scalar oracle only by summation order.
+ * <p>Quants to f32: a Q8_0 block's 32 int8 are loaded L at a time (a byte vector of L lanes, widened
+ * to the L f32 lanes by one B2F conversion). A Q4_0 block's 16 bytes are loaded L at a time, widened
+ * to L int lanes (int-lane shifts are cheap; AVX-512 has no byte-lane shift), and split into the low
+ * nibbles (weights j) and the high nibbles (weights 16 + j), minus 8, then converted. The dots sum
+ * each block's products in one vector and add it, times the block's scale, into the row's
+ * accumulator (one FMA per block and row); the transposed sums broadcast h * scale per block.
+ * <p>Matrix-vector: four rows share each x load, taken from the four quarters of the range (or list),
+ * as {@link VectorKernels#matvecRows} does, so that each quarter is read as one long stream.
+ * <p>Requirements (checked by {@link Kernels}): c a multiple of 32; {@code 32 % L == 0} (L = 4, 8 or
+ * 16 lanes). Stateless; thread-safe.
+ */
+final class QuantKernels {
+
+    static final VectorSpecies<Float> F = VectorKernels.F;
+    static final VectorSpecies<Integer> I = VectorKernels.I;
+    /** L byte lanes: the bytes one f32 vector's worth of quants take. */
+    static final VectorSpecies<Byte> B = VectorSpecies.of(byte.class, VectorShape.forBitSize(F.vectorBitSize() / 4));
+    static final int L = F.length();
+    static final int BLOCK = Quant.BLOCK;
+
+    private static final ByteOrder LE = ByteOrder.LITTLE_ENDIAN;
+    private static final ValueLayout.OfShort U16_LE = ValueLayout.JAVA_SHORT_UNALIGNED;
+
+    static {
+        if (BLOCK % L != 0 || L > BLOCK / 2) {
+            throw new ExceptionInInitializerError("quantized kernels need 4, 8 or 16 f32 lanes; this CPU has " + L);
+        }
+    }
+
+    private QuantKernels() {
+    }
+
+    private static float scale(MemorySegment w, long off) {
+        return Float.float16ToFloat(w.get(U16_LE, off));
+    }
+
+    /** L Q8_0 quants at byte {@code off} as f32 lanes. */
+    private static FloatVector q8(MemorySegment w, long off) {
+        return (FloatVector) ByteVector.fromMemorySegment(B, w, off, LE).convertShape(VectorOperators.B2F, F, 0);
+    }
+
+    /** L packed Q4_0 bytes at {@code off} widened to int lanes (sign-extended; the nibbles are masked later). */
+    private static IntVector q4(MemorySegment w, long off) {
+        return (IntVector) ByteVector.fromMemorySegment(B, w, off, LE).convertShape(VectorOperators.B2I, I, 0);
+    }
+
+    private static FloatVector low(IntVector v) {
+        return (FloatVector) v.and(15).sub(8).convert(VectorOperators.I2F, 0);
+    }
+
+    private static FloatVector high(IntVector v) {
+        return (FloatVector) v.lanewise(VectorOperators.ASHR, 4).and(15).sub(8).convert(VectorOperators.I2F, 0);
+    }
+
+    // ---------------------------------------------------------------- dots
+
+    /** dot(the quantized row of c weights at byte {@code b}, x[xOff .. xOff + c)). */
+    static float dot(MemorySegment w, DType dt, long b, float[] x, int xOff, int c) {
+        int nb = c / BLOCK;
+        long qs = b + 2L * nb;
+        FloatVector acc = FloatVector.zero(F);
+        if (dt == DType.Q8_0) {
+            for (int blk = 0; blk < nb; blk++) {
+                FloatVector s = FloatVector.zero(F);
+                int xo = xOff + blk * BLOCK;
+                long qo = qs + (long) blk * BLOCK;
+                for (int p = 0; p < BLOCK; p += L) {
+                    s = q8(w, qo + p).fma(FloatVector.fromArray(F, x, xo + p), s);
+                }
+                acc = s.fma(FloatVector.broadcast(F, scale(w, b + 2L * blk)), acc);
+            }
+        } else {
+            for (int blk = 0; blk < nb; blk++) {
+                FloatVector s = FloatVector.zero(F);
+                int xo = xOff + blk * BLOCK;
+                long qo = qs + (long) blk * (BLOCK / 2);
+                for (int p = 0; p < BLOCK / 2; p += L) {
+                    IntVector v = q4(w, qo + p);
+                    s = low(v).fma(FloatVector.fromArray(F, x, xo + p), s);
+                    s = high(v).fma(FloatVector.fromArray(F, x, xo + BLOCK / 2 + p), s);
+                }
+                acc = s.fma(FloatVector.broadcast(F, scale(w, b + 2L * blk)), acc);
+            }
+        }
+        return acc.reduceLanes(VectorOperators.ADD);
+    }
+
+    /**
+     * y[i] = dot(row i, x) for i in [r0, r1), row i at byte {@code i * rowBytes}: four rows at a time
+     * (i, i+q, i+2q, i+3q, the quarters of the range) sharing each x load, the rest one by one.
+     */
+    static void matvecRows(MemorySegment w, DType dt, int c, long rowBytes, float[] x, float[] y, int r0, int r1) {
+        int q = (r1 - r0) / 4;
+        long stride = q * rowBytes;
+        int end = r0 + q;
+        float[][] p = dt == DType.Q4_0 && q > 0 ? prepareQ4(x, c) : null;
+        for (int i = r0; i < end; i++) {
+            long o = i * rowBytes;
+            if (dt == DType.Q8_0) {
+                dot4Q8(w, o, o + stride, o + 2 * stride, o + 3 * stride, c, x, y, i, q);
+            } else {
+                dot4Q4(w, o, o + stride, o + 2 * stride, o + 3 * stride, c, x, p[0], p[1], y, i, q);
+            }
+        }
+        for (int i = r0 + 4 * q; i < r1; i++) {
+            y[i] = dot(w, dt, i * rowBytes, x, 0, c);
+        }
+    }
+
+    /** y[k] = dot(row rows[k], x) for k in [k0, k1): {@link #matvecRows} over a list (quarters of the list). */
+    static void gatherRows(MemorySegment w, DType dt, int c, long rowBytes, int[] rows, int k0, int k1, float[] x,
+                           float[] y) {
+        int q = (k1 - k0) / 4;
+        int end = k0 + q;
+        float[][] p = dt == DType.Q4_0 && q > 0 ? prepareQ4(x, c) : null;
+        for (int k = k0; k < end; k++) {
+            long o0 = rows[k] * rowBytes;
+            long o1 = rows[k + q] * rowBytes;
+            long o2 = rows[k + 2 * q] * rowBytes;
+            long o3 = rows[k + 3 * q] * rowBytes;
+            if (dt == DType.Q8_0) {
+                dot4Q8(w, o0, o1, o2, o3, c, x, y, k, q);
+            } else {
+                dot4Q4(w, o0, o1, o2, o3, c, x, p[0], p[1], y, k, q);
+            }
+        }
+        for (int k = k0 + 4 * q; k < k1; k++) {
+            y[k] = dot(w, dt, rows[k] * rowBytes, x, 0, c);
+        }
+    }
+
+    /** y[i + u q] = dot(row at o_u, x) for u = 0..3. */
+    private static void dot4Q8(MemorySegment w, long o0, long o1, long o2, long o3, int c, float[] x, float[] y,
+                               int i, int q) {
+        int nb = c / BLOCK;
+        long qs = 2L * nb;
+        FloatVector a0 = FloatVector.zero(F);
+        FloatVector a1 = FloatVector.zero(F);
+        FloatVector a2 = FloatVector.zero(F);
+        FloatVector a3 = FloatVector.zero(F);
+        for (int blk = 0; blk < nb; blk++) {
+            FloatVector s0 = FloatVector.zero(F);
+            FloatVector s1 = FloatVector.zero(F);
+            FloatVector s2 = FloatVector.zero(F);
+            FloatVector s3 = FloatVector.zero(F);
+            long qo = qs + (long) blk * BLOCK;
+            int xo = blk * BLOCK;
+            for (int p = 0; p < BLOCK; p += L) {
+                FloatVector xv = FloatVector.fromArray(F, x, xo + p);
+                s0 = ((FloatVector) ByteVector.fromMemorySegment(B, w, o0 + qo + p, LE)
+                        .convertShape(VectorOperators.B2F, F, 0)).fma(xv, s0);
+                s1 = ((FloatVector) ByteVector.fromMemorySegment(B, w, o1 + qo + p, LE)
+                        .convertShape(VectorOperators.B2F, F, 0)).fma(xv, s1);
+                s2 = ((FloatVector) ByteVector.fromMemorySegment(B, w, o2 + qo + p, LE)
+                        .convertShape(VectorOperators.B2F, F, 0)).fma(xv, s2);
+                s3 = ((FloatVector) ByteVector.fromMemorySegment(B, w, o3 + qo + p, LE)
+                        .convertShape(VectorOperators.B2F, F, 0)).fma(xv, s3);
+            }
+            long so = 2L * blk;
+            a0 = s0.fma(FloatVector.broadcast(F, Float.float16ToFloat(w.get(U16_LE, o0 + so))), a0);
+            a1 = s1.fma(FloatVector.broadcast(F, Float.float16ToFloat(w.get(U16_LE, o1 + so))), a1);
+            a2 = s2.fma(FloatVector.broadcast(F, Float.float16ToFloat(w.get(U16_LE, o2 + so))), a2);
+            a3 = s3.fma(FloatVector.broadcast(F, Float.float16ToFloat(w.get(U16_LE, o3 + so))), a3);
+        }
+        y[i] = a0.reduceLanes(VectorOperators.ADD);
+        y[i + q] = a1.reduceLanes(VectorOperators.ADD);
+        y[i + 2 * q] = a2.reduceLanes(VectorOperators.ADD);
+        y[i + 3 * q] = a3.reduceLanes(VectorOperators.ADD);
+    }
+
+    /**
+     * What the Q4_0 four-row dots share, made once per call from x: x / 16 (so a high nibble is used
+     * as {@code v & 0xF0}, 16 times its value, with no shift; the product is exact) and 8 times each
+     * block's sum of x (the "- 8" of every quant folded into one subtraction per block and row:
+     * sum_j (q_j - 8) x_j = sum_j q_j x_j - 8 sum_j x_j). Per thread, grown on demand.
+     */
+    private static final ThreadLocal<float[][]> Q4_X = ThreadLocal.withInitial(() -> new float[][]{new float[0],
+            new float[0]});
+
+    private static float[][] prepareQ4(float[] x, int c) {
+        float[][] p = Q4_X.get();
+        if (p[0].length < c) {
+            p[0] = new float[c];
+            p[1] = new float[c / BLOCK];
+        }
+        float[] x16 = p[0];
+        float[] xb = p[1];
+        for (int blk = 0, nb = c / BLOCK; blk < nb; blk++) {
+            float s = 0f;
+            for (int j = blk * BLOCK, e = j + BLOCK; j < e; j++) {
+                s += x[j];
+                x16[j] = x[j] * 0.0625f;
+            }
+            xb[blk] = 8f * s;
+        }
+        return p;
+    }
+
+    /**
+     * As {@link #dot4Q8} for Q4_0 rows, with x prepared by {@link #prepareQ4}: per block and row the
+     * quants are widened once, the low nibbles masked and the high ones masked in place (16 h), each
+     * converted and multiplied with x and x / 16; the "- 8" is one scalar term per block (conversions
+     * spelled out: see VectorKernels' C2 note).
+     */
+    private static void dot4Q4(MemorySegment w, long o0, long o1, long o2, long o3, int c, float[] x, float[] x16,
+                               float[] xb, float[] y, int i, int q) {
+        int nb = c / BLOCK;
+        long qs = 2L * nb;
+        FloatVector a0 = FloatVector.zero(F);
+        FloatVector a1 = FloatVector.zero(F);
+        FloatVector a2 = FloatVector.zero(F);
+        FloatVector a3 = FloatVector.zero(F);
+        float t0 = 0f;
+        float t1 = 0f;
+        float t2 = 0f;
+        float t3 = 0f;
+        for (int blk = 0; blk < nb; blk++) {
+            FloatVector s0 = FloatVector.zero(F);
+            FloatVector s1 = FloatVector.zero(F);
+            FloatVector s2 = FloatVector.zero(F);
+            FloatVector s3 = FloatVector.zero(F);
+            long qo = qs + (long) blk * (BLOCK / 2);
+            int xo = blk * BLOCK;
+            for (int p = 0; p < BLOCK / 2; p += L) {
+                FloatVector xl = FloatVector.fromArray(F, x, xo + p);
+                FloatVector xh = FloatVector.fromArray(F, x16, xo + BLOCK / 2 + p);
+                IntVector v0 = (IntVector) ByteVector.fromMemorySegment(B, w, o0 + qo + p, LE)
+                        .convertShape(VectorOperators.B2I, I, 0);
+                IntVector v1 = (IntVector) ByteVector.fromMemorySegment(B, w, o1 + qo + p, LE)
+                        .convertShape(VectorOperators.B2I, I, 0);
+                IntVector v2 = (IntVector) ByteVector.fromMemorySegment(B, w, o2 + qo + p, LE)
+                        .convertShape(VectorOperators.B2I, I, 0);
+                IntVector v3 = (IntVector) ByteVector.fromMemorySegment(B, w, o3 + qo + p, LE)
+                        .convertShape(VectorOperators.B2I, I, 0);
+                s0 = ((FloatVector) v0.and(15).convert(VectorOperators.I2F, 0)).fma(xl, s0);
+                s1 = ((FloatVector) v1.and(15).convert(VectorOperators.I2F, 0)).fma(xl, s1);
+                s2 = ((FloatVector) v2.and(15).convert(VectorOperators.I2F, 0)).fma(xl, s2);
+                s3 = ((FloatVector) v3.and(15).convert(VectorOperators.I2F, 0)).fma(xl, s3);
+                s0 = ((FloatVector) v0.and(0xf0).convert(VectorOperators.I2F, 0)).fma(xh, s0);
+                s1 = ((FloatVector) v1.and(0xf0).convert(VectorOperators.I2F, 0)).fma(xh, s1);
+                s2 = ((FloatVector) v2.and(0xf0).convert(VectorOperators.I2F, 0)).fma(xh, s2);
+                s3 = ((FloatVector) v3.and(0xf0).convert(VectorOperators.I2F, 0)).fma(xh, s3);
+            }
+            long so = 2L * blk;
+            float d0 = Float.float16ToFloat(w.get(U16_LE, o0 + so));
+            float d1 = Float.float16ToFloat(w.get(U16_LE, o1 + so));
+            float d2 = Float.float16ToFloat(w.get(U16_LE, o2 + so));
+            float d3 = Float.float16ToFloat(w.get(U16_LE, o3 + so));
+            a0 = s0.fma(FloatVector.broadcast(F, d0), a0);
+            a1 = s1.fma(FloatVector.broadcast(F, d1), a1);
+            a2 = s2.fma(FloatVector.broadcast(F, d2), a2);
+            a3 = s3.fma(FloatVector.broadcast(F, d3), a3);
+            float b8 = xb[blk];
+            t0 += d0 * b8;
+            t1 += d1 * b8;
+            t2 += d2 * b8;
+            t3 += d3 * b8;
+        }
+        y[i] = a0.reduceLanes(VectorOperators.ADD) - t0;
+        y[i + q] = a1.reduceLanes(VectorOperators.ADD) - t1;
+        y[i + 2 * q] = a2.reduceLanes(VectorOperators.ADD) - t2;
+        y[i + 3 * q] = a3.reduceLanes(VectorOperators.ADD) - t3;
+    }
+
+    // ---------------------------------------------------------------- dequantization
+
+    /** out[outOff .. outOff + c) = the quantized row of c weights at byte {@code b} (exactly Quant's values). */
+    static void toF32(MemorySegment w, DType dt, long b, float[] out, int outOff, int c) {
+        toF32Columns(w, dt, b, c, 0, c, out, outOff);
+    }
+
+    /**
+     * out[outOff .. outOff + len) = weights [j0, j0 + len) of the quantized row of c weights at byte
+     * {@code b}; j0 and len multiples of 32.
+     */
+    static void toF32Columns(MemorySegment w, DType dt, long b, int c, int j0, int len, float[] out, int outOff) {
+        long qs = b + 2L * (c / BLOCK);
+        for (int blk = j0 / BLOCK, o = outOff, end = (j0 + len) / BLOCK; blk < end; blk++, o += BLOCK) {
+            FloatVector d = FloatVector.broadcast(F, scale(w, b + 2L * blk));
+            if (dt == DType.Q8_0) {
+                long qo = qs + (long) blk * BLOCK;
+                for (int p = 0; p < BLOCK; p += L) {
+                    q8(w, qo + p).mul(d).intoArray(out, o + p);
+                }
+            } else {
+                long qo = qs + (long) blk * (BLOCK / 2);
+                for (int p = 0; p < BLOCK / 2; p += L) {
+                    IntVector v = q4(w, qo + p);
+                    low(v).mul(d).intoArray(out, o + p);
+                    high(v).mul(d).intoArray(out, o + BLOCK / 2 + p);
+                }
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------- transposed: weighted sums of rows
+
+    /**
+     * acc[a + j] += sum_{k in [k0, k1)} hv[k] * W[rows[k], j] for j in [0, c), natural order, row i at
+     * byte {@code i * rowBytes}: four rows (the quarters of the list) per pass over acc.
+     */
+    static void accumulateRows(MemorySegment w, DType dt, long rowBytes, int[] rows, float[] hv, int k0, int k1,
+                               int c, float[] acc, int a) {
+        int q = (k1 - k0) / 4;
+        int end = k0 + q;
+        for (int k = k0; k < end; k++) {
+            acc4(w, dt, rows[k] * rowBytes, rows[k + q] * rowBytes, rows[k + 2 * q] * rowBytes,
+                    rows[k + 3 * q] * rowBytes, hv[k], hv[k + q], hv[k + 2 * q], hv[k + 3 * q], c, acc, a);
+        }
+        for (int k = end + 3 * q; k < k1; k++) {
+            acc1(w, dt, rows[k] * rowBytes, hv[k], c, acc, a);
+        }
+    }
+
+    private static void acc1(MemorySegment w, DType dt, long b, float h, int c, float[] acc, int a) {
+        int nb = c / BLOCK;
+        long qs = b + 2L * nb;
+        for (int blk = 0; blk < nb; blk++) {
+            FloatVector g = FloatVector.broadcast(F, h * scale(w, b + 2L * blk));
+            int o = a + blk * BLOCK;
+            if (dt == DType.Q8_0) {
+                long qo = qs + (long) blk * BLOCK;
+                for (int p = 0; p < BLOCK; p += L) {
+                    q8(w, qo + p).fma(g, FloatVector.fromArray(F, acc, o + p)).intoArray(acc, o + p);
+                }
+            } else {
+                long qo = qs + (long) blk * (BLOCK / 2);
+                for (int p = 0; p < BLOCK / 2; p += L) {
+                    IntVector v = q4(w, qo + p);
+                    low(v).fma(g, FloatVector.fromArray(F, acc, o + p)).intoArray(acc, o + p);
+                    high(v).fma(g, FloatVector.fromArray(F, acc, o + BLOCK / 2 + p)).intoArray(acc, o + BLOCK / 2 + p);
+                }
+            }
+        }
+    }
+
+    private static void acc4(MemorySegment w, DType dt, long o0, long o1, long o2, long o3, float h0, float h1,
+                             float h2, float h3, int c, float[] acc, int a) {
+        if (dt == DType.Q8_0) {
+            acc4Q8(w, o0, o1, o2, o3, h0, h1, h2, h3, c, acc, a);
+        } else {
+            acc4Q4(w, o0, o1, o2, o3, h0, h1, h2, h3, c, acc, a);
+        }
+    }
+
+    private static void acc4Q8(MemorySegment w, long o0, long o1, long o2, long o3, float h0, float h1, float h2,
+                               float h3, int c, float[] acc, int a) {
+        int nb = c / BLOCK;
+        long qs = 2L * nb;
+        for (int blk = 0; blk < nb; blk++) {
+            long so = 2L * blk;
+            FloatVector g0 = FloatVector.broadcast(F, h0 * Float.float16ToFloat(w.get(U16_LE, o0 + so)));
+            FloatVector g1 = FloatVector.broadcast(F, h1 * Float.float16ToFloat(w.get(U16_LE, o1 + so)));
+            FloatVector g2 = FloatVector.broadcast(F, h2 * Float.float16ToFloat(w.get(U16_LE, o2 + so)));
+            FloatVector g3 = FloatVector.broadcast(F, h3 * Float.float16ToFloat(w.get(U16_LE, o3 + so)));
+            long qo = qs + (long) blk * BLOCK;
+            int o = a + blk * BLOCK;
+            for (int p = 0; p < BLOCK; p += L) {
+                FloatVector e = FloatVector.fromArray(F, acc, o + p);
+                e = ((FloatVector) ByteVector.fromMemorySegment(B, w, o0 + qo + p, LE)
+                        .convertShape(VectorOperators.B2F, F, 0)).fma(g0, e);
+                e = ((FloatVector) ByteVector.fromMemorySegment(B, w, o1 + qo + p, LE)
+                        .convertShape(VectorOperators.B2F, F, 0)).fma(g1, e);
+                e = ((FloatVector) ByteVector.fromMemorySegment(B, w, o2 + qo + p, LE)
+                        .convertShape(VectorOperators.B2F, F, 0)).fma(g2, e);
+                e = ((FloatVector) ByteVector.fromMemorySegment(B, w, o3 + qo + p, LE)
+                        .convertShape(VectorOperators.B2F, F, 0)).fma(g3, e);
+                e.intoArray(acc, o + p);
+            }
+        }
+    }
+
+    /** As acc4Q8 for Q4_0 rows; the "- 8" of the four rows' quants added once per block as -8 (g0 + .. + g3). */
+    private static void acc4Q4(MemorySegment w, long o0, long o1, long o2, long o3, float h0, float h1, float h2,
+                               float h3, int c, float[] acc, int a) {
+        int nb = c / BLOCK;
+        long qs = 2L * nb;
+        for (int blk = 0; blk < nb; blk++) {
+            long so = 2L * blk;
+            float d0 = h0 * Float.float16ToFloat(w.get(U16_LE, o0 + so));
+            float d1 = h1 * Float.float16ToFloat(w.get(U16_LE, o1 + so));
+            float d2 = h2 * Float.float16ToFloat(w.get(U16_LE, o2 + so));
+            float d3 = h3 * Float.float16ToFloat(w.get(U16_LE, o3 + so));
+            FloatVector g0 = FloatVector.broadcast(F, d0);
+            FloatVector g1 = FloatVector.broadcast(F, d1);
+            FloatVector g2 = FloatVector.broadcast(F, d2);
+            FloatVector g3 = FloatVector.broadcast(F, d3);
+            FloatVector minus8 = FloatVector.broadcast(F, -8f * (d0 + d1 + d2 + d3));
+            long qo = qs + (long) blk * (BLOCK / 2);
+            int o = a + blk * BLOCK;
+            for (int p = 0; p < BLOCK / 2; p += L) {
+                IntVector v0 = (IntVector) ByteVector.fromMemorySegment(B, w, o0 + qo + p, LE)
+                        .convertShape(VectorOperators.B2I, I, 0);
+                IntVector v1 = (IntVector) ByteVector.fromMemorySegment(B, w, o1 + qo + p, LE)
+                        .convertShape(VectorOperators.B2I, I, 0);
+                IntVector v2 = (IntVector) ByteVector.fromMemorySegment(B, w, o2 + qo + p, LE)
+                        .convertShape(VectorOperators.B2I, I, 0);
+                IntVector v3 = (IntVector) ByteVector.fromMemorySegment(B, w, o3 + qo + p, LE)
+                        .convertShape(VectorOperators.B2I, I, 0);
+                FloatVector e = FloatVector.fromArray(F, acc, o + p).add(minus8);
+                e = ((FloatVector) v0.and(15).convert(VectorOperators.I2F, 0)).fma(g0, e);
+                e = ((FloatVector) v1.and(15).convert(VectorOperators.I2F, 0)).fma(g1, e);
+                e = ((FloatVector) v2.and(15).convert(VectorOperators.I2F, 0)).fma(g2, e);
+                e = ((FloatVector) v3.and(15).convert(VectorOperators.I2F, 0)).fma(g3, e);
+                e.intoArray(acc, o + p);
+                FloatVector f = FloatVector.fromArray(F, acc, o + BLOCK / 2 + p).add(minus8);
+                f = ((FloatVector) v0.lanewise(VectorOperators.ASHR, 4).and(15)
+                        .convert(VectorOperators.I2F, 0)).fma(g0, f);
+                f = ((FloatVector) v1.lanewise(VectorOperators.ASHR, 4).and(15)
+                        .convert(VectorOperators.I2F, 0)).fma(g1, f);
+                f = ((FloatVector) v2.lanewise(VectorOperators.ASHR, 4).and(15)
+                        .convert(VectorOperators.I2F, 0)).fma(g2, f);
+                f = ((FloatVector) v3.lanewise(VectorOperators.ASHR, 4).and(15)
+                        .convert(VectorOperators.I2F, 0)).fma(g3, f);
+                f.intoArray(acc, o + BLOCK / 2 + p);
+            }
+        }
+    }
+}
