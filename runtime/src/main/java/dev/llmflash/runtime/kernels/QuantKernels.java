@@ -114,13 +114,13 @@ final class QuantKernels {
         int q = (r1 - r0) / 4;
         long stride = q * rowBytes;
         int end = r0 + q;
-        float[][] p = dt == DType.Q4_0 && q > 0 ? prepareQ4(x, c) : null;
+        Scratch p = q == 0 ? null : dt == DType.Q4_0 ? prepareQ4(x, c) : SCRATCH.get().sized(c);
         for (int i = r0; i < end; i++) {
             long o = i * rowBytes;
             if (dt == DType.Q8_0) {
-                dot4Q8(w, o, o + stride, o + 2 * stride, o + 3 * stride, c, x, y, i, q);
+                dot4Q8(w, o, o + stride, o + 2 * stride, o + 3 * stride, c, x, p.sc, y, i, q);
             } else {
-                dot4Q4(w, o, o + stride, o + 2 * stride, o + 3 * stride, c, x, p[0], p[1], y, i, q);
+                dot4Q4(w, o, o + stride, o + 2 * stride, o + 3 * stride, c, x, p, y, i, q);
             }
         }
         for (int i = r0 + 4 * q; i < r1; i++) {
@@ -133,16 +133,16 @@ final class QuantKernels {
                            float[] y) {
         int q = (k1 - k0) / 4;
         int end = k0 + q;
-        float[][] p = dt == DType.Q4_0 && q > 0 ? prepareQ4(x, c) : null;
+        Scratch p = q == 0 ? null : dt == DType.Q4_0 ? prepareQ4(x, c) : SCRATCH.get().sized(c);
         for (int k = k0; k < end; k++) {
             long o0 = rows[k] * rowBytes;
             long o1 = rows[k + q] * rowBytes;
             long o2 = rows[k + 2 * q] * rowBytes;
             long o3 = rows[k + 3 * q] * rowBytes;
             if (dt == DType.Q8_0) {
-                dot4Q8(w, o0, o1, o2, o3, c, x, y, k, q);
+                dot4Q8(w, o0, o1, o2, o3, c, x, p.sc, y, k, q);
             } else {
-                dot4Q4(w, o0, o1, o2, o3, c, x, p[0], p[1], y, k, q);
+                dot4Q4(w, o0, o1, o2, o3, c, x, p, y, k, q);
             }
         }
         for (int k = k0 + 4 * q; k < k1; k++) {
@@ -151,10 +151,11 @@ final class QuantKernels {
     }
 
     /** y[i + u q] = dot(row at o_u, x) for u = 0..3. */
-    private static void dot4Q8(MemorySegment w, long o0, long o1, long o2, long o3, int c, float[] x, float[] y,
-                               int i, int q) {
+    private static void dot4Q8(MemorySegment w, long o0, long o1, long o2, long o3, int c, float[] x, float[] sc,
+                               float[] y, int i, int q) {
         int nb = c / BLOCK;
         long qs = 2L * nb;
+        scales4(w, o0, o1, o2, o3, nb, sc);
         FloatVector a0 = FloatVector.zero(F);
         FloatVector a1 = FloatVector.zero(F);
         FloatVector a2 = FloatVector.zero(F);
@@ -177,11 +178,10 @@ final class QuantKernels {
                 s3 = ((FloatVector) ByteVector.fromMemorySegment(B, w, o3 + qo + p, LE)
                         .convertShape(VectorOperators.B2F, F, 0)).fma(xv, s3);
             }
-            long so = 2L * blk;
-            a0 = s0.fma(FloatVector.broadcast(F, Float.float16ToFloat(w.get(U16_LE, o0 + so))), a0);
-            a1 = s1.fma(FloatVector.broadcast(F, Float.float16ToFloat(w.get(U16_LE, o1 + so))), a1);
-            a2 = s2.fma(FloatVector.broadcast(F, Float.float16ToFloat(w.get(U16_LE, o2 + so))), a2);
-            a3 = s3.fma(FloatVector.broadcast(F, Float.float16ToFloat(w.get(U16_LE, o3 + so))), a3);
+            a0 = s0.fma(FloatVector.broadcast(F, sc[blk]), a0);
+            a1 = s1.fma(FloatVector.broadcast(F, sc[nb + blk]), a1);
+            a2 = s2.fma(FloatVector.broadcast(F, sc[2 * nb + blk]), a2);
+            a3 = s3.fma(FloatVector.broadcast(F, sc[3 * nb + blk]), a3);
         }
         y[i] = a0.reduceLanes(VectorOperators.ADD);
         y[i + q] = a1.reduceLanes(VectorOperators.ADD);
@@ -195,17 +195,29 @@ final class QuantKernels {
      * block's sum of x (the "- 8" of every quant folded into one subtraction per block and row:
      * sum_j (q_j - 8) x_j = sum_j q_j x_j - 8 sum_j x_j). Per thread, grown on demand.
      */
-    private static final ThreadLocal<float[][]> Q4_X = ThreadLocal.withInitial(() -> new float[][]{new float[0],
-            new float[0]});
+    private static final ThreadLocal<Scratch> SCRATCH = ThreadLocal.withInitial(Scratch::new);
 
-    private static float[][] prepareQ4(float[] x, int c) {
-        float[][] p = Q4_X.get();
-        if (p[0].length < c) {
-            p[0] = new float[c];
-            p[1] = new float[c / BLOCK];
+    /** Per-thread arrays of the four-row dots, grown on demand. */
+    private static final class Scratch {
+        float[] x16 = new float[0];
+        float[] xb = new float[0];
+        /** The four rows' scales as f32, row u's at [u nb, (u + 1) nb). */
+        float[] sc = new float[0];
+
+        Scratch sized(int c) {
+            if (x16.length < c) {
+                x16 = new float[c];
+                xb = new float[c / BLOCK];
+                sc = new float[4 * (c / BLOCK)];
+            }
+            return this;
         }
-        float[] x16 = p[0];
-        float[] xb = p[1];
+    }
+
+    private static Scratch prepareQ4(float[] x, int c) {
+        Scratch p = SCRATCH.get().sized(c);
+        float[] x16 = p.x16;
+        float[] xb = p.xb;
         for (int blk = 0, nb = c / BLOCK; blk < nb; blk++) {
             float s = 0f;
             for (int j = blk * BLOCK, e = j + BLOCK; j < e; j++) {
@@ -217,24 +229,42 @@ final class QuantKernels {
         return p;
     }
 
+    /** out[outOff + b] = the f16 scale b of the row at byte {@code b0}, for b in [0, nb): L at a time. */
+    private static void scales(MemorySegment w, long b0, int nb, float[] out, int outOff) {
+        int b = 0;
+        for (int bound = F.loopBound(nb); b < bound; b += L) {
+            VectorKernels.loadF16(w, b0 + 2L * b).intoArray(out, outOff + b);
+        }
+        for (; b < nb; b++) {
+            out[outOff + b] = scale(w, b0 + 2L * b);
+        }
+    }
+
+    /** The four rows' scales (rows at o0..o3) into {@code sc}. */
+    private static void scales4(MemorySegment w, long o0, long o1, long o2, long o3, int nb, float[] sc) {
+        scales(w, o0, nb, sc, 0);
+        scales(w, o1, nb, sc, nb);
+        scales(w, o2, nb, sc, 2 * nb);
+        scales(w, o3, nb, sc, 3 * nb);
+    }
+
     /**
      * As {@link #dot4Q8} for Q4_0 rows, with x prepared by {@link #prepareQ4}: per block and row the
      * quants are widened once, the low nibbles masked and the high ones masked in place (16 h), each
      * converted and multiplied with x and x / 16; the "- 8" is one scalar term per block (conversions
      * spelled out: see VectorKernels' C2 note).
      */
-    private static void dot4Q4(MemorySegment w, long o0, long o1, long o2, long o3, int c, float[] x, float[] x16,
-                               float[] xb, float[] y, int i, int q) {
+    private static void dot4Q4(MemorySegment w, long o0, long o1, long o2, long o3, int c, float[] x, Scratch sp,
+                               float[] y, int i, int q) {
         int nb = c / BLOCK;
         long qs = 2L * nb;
+        float[] x16 = sp.x16;
+        float[] sc = sp.sc;
+        scales4(w, o0, o1, o2, o3, nb, sc);
         FloatVector a0 = FloatVector.zero(F);
         FloatVector a1 = FloatVector.zero(F);
         FloatVector a2 = FloatVector.zero(F);
         FloatVector a3 = FloatVector.zero(F);
-        float t0 = 0f;
-        float t1 = 0f;
-        float t2 = 0f;
-        float t3 = 0f;
         for (int blk = 0; blk < nb; blk++) {
             FloatVector s0 = FloatVector.zero(F);
             FloatVector s1 = FloatVector.zero(F);
@@ -262,25 +292,16 @@ final class QuantKernels {
                 s2 = ((FloatVector) v2.and(0xf0).convert(VectorOperators.I2F, 0)).fma(xh, s2);
                 s3 = ((FloatVector) v3.and(0xf0).convert(VectorOperators.I2F, 0)).fma(xh, s3);
             }
-            long so = 2L * blk;
-            float d0 = Float.float16ToFloat(w.get(U16_LE, o0 + so));
-            float d1 = Float.float16ToFloat(w.get(U16_LE, o1 + so));
-            float d2 = Float.float16ToFloat(w.get(U16_LE, o2 + so));
-            float d3 = Float.float16ToFloat(w.get(U16_LE, o3 + so));
-            a0 = s0.fma(FloatVector.broadcast(F, d0), a0);
-            a1 = s1.fma(FloatVector.broadcast(F, d1), a1);
-            a2 = s2.fma(FloatVector.broadcast(F, d2), a2);
-            a3 = s3.fma(FloatVector.broadcast(F, d3), a3);
-            float b8 = xb[blk];
-            t0 += d0 * b8;
-            t1 += d1 * b8;
-            t2 += d2 * b8;
-            t3 += d3 * b8;
+            a0 = s0.fma(FloatVector.broadcast(F, sc[blk]), a0);
+            a1 = s1.fma(FloatVector.broadcast(F, sc[nb + blk]), a1);
+            a2 = s2.fma(FloatVector.broadcast(F, sc[2 * nb + blk]), a2);
+            a3 = s3.fma(FloatVector.broadcast(F, sc[3 * nb + blk]), a3);
         }
-        y[i] = a0.reduceLanes(VectorOperators.ADD) - t0;
-        y[i + q] = a1.reduceLanes(VectorOperators.ADD) - t1;
-        y[i + 2 * q] = a2.reduceLanes(VectorOperators.ADD) - t2;
-        y[i + 3 * q] = a3.reduceLanes(VectorOperators.ADD) - t3;
+        float[] xb = sp.xb;
+        y[i] = a0.reduceLanes(VectorOperators.ADD) - VectorOps.dot(sc, 0, xb, 0, nb);
+        y[i + q] = a1.reduceLanes(VectorOperators.ADD) - VectorOps.dot(sc, nb, xb, 0, nb);
+        y[i + 2 * q] = a2.reduceLanes(VectorOperators.ADD) - VectorOps.dot(sc, 2 * nb, xb, 0, nb);
+        y[i + 3 * q] = a3.reduceLanes(VectorOperators.ADD) - VectorOps.dot(sc, 3 * nb, xb, 0, nb);
     }
 
     // ---------------------------------------------------------------- dequantization
