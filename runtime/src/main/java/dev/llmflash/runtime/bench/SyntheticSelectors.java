@@ -2,6 +2,7 @@ package dev.llmflash.runtime.bench;
 
 import dev.llmflash.formats.bundle.FfnGeometry;
 import dev.llmflash.formats.predictor.LayerPredictor;
+import dev.llmflash.formats.tensor.DType;
 import dev.llmflash.runtime.flash.ActiveSelector;
 import dev.llmflash.runtime.flash.SelectorSource;
 
@@ -26,8 +27,9 @@ public final class SyntheticSelectors implements SelectorSource {
     private final SyntheticActivity activity;
     private final int emulatedPredictorRank;
     private final double lookaheadRecall;
-    private final List<LayerPredictor> emulated = new ArrayList<>();
-    private final List<LayerPredictor> emulatedLookahead = new ArrayList<>();
+    /** Held as the runtime would hold trained ones beside this FFN (the drawn f32 matrices are dropped). */
+    private final List<ActiveSelector.Trained> emulated = new ArrayList<>();
+    private final List<ActiveSelector.Trained> emulatedLookahead = new ArrayList<>();
 
     private SyntheticSelectors(SyntheticActivity activity, int rank, double recall) {
         this.activity = activity;
@@ -53,10 +55,11 @@ public final class SyntheticSelectors implements SelectorSource {
                 lookaheadRecall);
         if (emulatedPredictorRank > 0) {
             SplittableRandom rnd = new SplittableRandom(p.seed());
+            DType held = ActiveSelector.Trained.dtypeFor(g.dtype());
             for (int l = 0; l < g.layers(); l++) {
-                s.emulated.add(randomPredictor(g, l, emulatedPredictorRank, rnd));
+                s.emulated.add(ActiveSelector.trained(randomPredictor(g, l, emulatedPredictorRank, rnd), held));
                 if (lookahead && l + 1 < g.layers()) {
-                    s.emulatedLookahead.add(randomPredictor(g, l + 1, emulatedPredictorRank, rnd));
+                    s.emulatedLookahead.add(ActiveSelector.trained(randomPredictor(g, l + 1, emulatedPredictorRank, rnd), held));
                 }
             }
         }
@@ -78,7 +81,7 @@ public final class SyntheticSelectors implements SelectorSource {
     @Override
     public ActiveSelector layer(int layer) {
         ActiveSelector s = activity.selector(layer);
-        return emulated.isEmpty() ? s : ActiveSelector.costing(s, ActiveSelector.trained(emulated.get(layer)));
+        return emulated.isEmpty() ? s : ActiveSelector.costing(s, emulated.get(layer));
     }
 
     @Override
@@ -89,9 +92,9 @@ public final class SyntheticSelectors implements SelectorSource {
     @Override
     public long predictorBytes() {
         long bytes = 0;
-        for (List<LayerPredictor> list : List.of(emulated, emulatedLookahead)) {
-            for (LayerPredictor p : list) {
-                bytes += ActiveSelector.Trained.bytes(p);
+        for (List<ActiveSelector.Trained> list : List.of(emulated, emulatedLookahead)) {
+            for (ActiveSelector.Trained t : list) {
+                bytes += t.bytes();
             }
         }
         return bytes;
@@ -101,7 +104,7 @@ public final class SyntheticSelectors implements SelectorSource {
     public ActiveSelector[] lookahead(int from, ActiveSelector ownOfNext) {
         ActiveSelector[] pair = ActiveSelector.peeked(ownOfNext, lookaheadRecall, activity.params().seed() * 31 + from);
         if (from < emulatedLookahead.size()) {
-            pair[1] = ActiveSelector.costing(pair[1], ActiveSelector.trained(emulatedLookahead.get(from)));
+            pair[1] = ActiveSelector.costing(pair[1], emulatedLookahead.get(from));
         }
         return pair;
     }

@@ -4,9 +4,11 @@ import dev.llmflash.formats.predictor.LayerPredictor;
 import dev.llmflash.formats.tensor.DType;
 import dev.llmflash.runtime.ffn.NeuronMajorFfn;
 import dev.llmflash.runtime.kernels.Kernels;
-import dev.llmflash.runtime.kernels.VectorKernels;
+import dev.llmflash.formats.tensor.Quant;
 
+import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
 
 /**
  * Chooses, for one token of one layer, the FFN neurons to compute: the paper's activity predictor
@@ -26,9 +28,22 @@ public interface ActiveSelector {
      */
     int select(float[] x, int off, int[] out);
 
+    /**
+     * {@link #select(float[], int, int[])} with the caller's kernels, which a trained predictor's
+     * matrix-vector products spread over (the same kernels give the same choice).
+     */
+    default int select(Kernels k, float[] x, int off, int[] out) {
+        return select(x, off, out);
+    }
+
     /** A trained low-rank predictor: neuron i is chosen iff {@code B_i (A x) + c_i > logit(threshold)}. */
     static Trained trained(LayerPredictor p) {
         return new Trained(p);
+    }
+
+    /** {@link #trained(LayerPredictor)} held in {@code dt} (see {@link Trained#dtypeFor}). */
+    static Trained trained(LayerPredictor p, DType dt) {
+        return new Trained(p, dt);
     }
 
     /**
@@ -55,6 +70,12 @@ public interface ActiveSelector {
             public int select(float[] x, int off, int[] out) {
                 cost.select(x, off, scratch);
                 return chosen.select(x, off, out);
+            }
+
+            @Override
+            public int select(Kernels k, float[] x, int off, int[] out) {
+                cost.select(k, x, off, scratch);
+                return chosen.select(k, x, off, out);
             }
         };
     }
@@ -130,44 +151,74 @@ public interface ActiveSelector {
 
     /**
      * See {@link #trained}. The arithmetic {@code PredictedFfn} uses too, so that both choose alike.
-     * A and B are held in f16 (converted once from the file's f32, which is not kept; c stays f32): half
-     * the DRAM of f32, which matters most under a quantized bundle, whose predictors would otherwise be
-     * a fifth of a 50% budget on the OPT-6.7B shape. The f16 rounding (relative 2^-11 per weight) moves
-     * the logits by far less than the thresholds' margins: docs/BENCHMARKS.md, "Quantized bundles".
+     * A and B are held in the precision of the bundle they predict for ({@link #dtypeFor}: f16 beside a
+     * float bundle, Q8_0 / Q4_0 beside a q8 / q4 one; converted once from the file's f32, which is not
+     * kept; c stays f32), and both products run through the matrix kernels: A x over r rows of d, then
+     * B (A x) over f rows of r. Beside a q4 bundle of the OPT-6.7B shape f16 predictors (own and
+     * look-ahead, rank 128) would be 18% of a 50% budget; in Q4_0 they are 5%. What the rounding costs
+     * in recall and perplexity: docs/BENCHMARKS.md, "Quantized bundles".
      */
     final class Trained implements ActiveSelector {
         private final int layer;
         private final int d;
         private final int f;
         private final int r;
+        private final DType dt;
         private final float logitThreshold;
         private final MemorySegment a;
         private final MemorySegment b;
         private final float[] c;
+        private final float[] xs;
         private final float[] low;
+        private final float[] logits;
+        private Kernels serial;
 
         public Trained(LayerPredictor p) {
+            this(p, DType.F16);
+        }
+
+        /** @param dt F16, Q8_0 or Q4_0; a quantized dtype falls back to F16 where d or the rank is not a multiple of 32 */
+        public Trained(LayerPredictor p, DType dt) {
             if (p.dense()) {
                 throw new IllegalArgumentException("layer " + p.layer() + " is dense: it has no predictor");
+            }
+            if (dt != DType.F16 && dt != DType.Q8_0 && dt != DType.Q4_0) {
+                throw new IllegalArgumentException("predictors are held in F16, Q8_0 or Q4_0, not " + dt);
             }
             this.layer = p.layer();
             this.d = p.inputs();
             this.f = p.neurons();
             this.r = p.rank();
+            this.dt = held(dt, d, r);
             double t = p.threshold();
             this.logitThreshold = (float) Math.log(t / (1 - t));
-            this.a = half(p.a());
-            this.b = half(p.b());
+            this.a = store(p.a(), r, d, this.dt);
+            this.b = store(p.b(), f, r, this.dt);
             this.c = p.c().clone();
+            this.xs = new float[d];
             this.low = new float[r];
+            this.logits = new float[f];
         }
 
-        private static MemorySegment half(float[] v) {
-            short[] h = new short[v.length];
-            for (int i = 0; i < v.length; i++) {
-                h[i] = Float.floatToFloat16(v[i]);
+        /** The precision predictors are held in beside an FFN stored in {@code ffn}. */
+        public static DType dtypeFor(DType ffn) {
+            return ffn.isQuantized() ? ffn : DType.F16;
+        }
+
+        private static DType held(DType dt, int d, int r) {
+            return dt.isQuantized() && (d % Quant.BLOCK != 0 || r % Quant.BLOCK != 0) ? DType.F16 : dt;
+        }
+
+        private static MemorySegment store(float[] v, int rows, int cols, DType dt) {
+            MemorySegment m = Arena.ofAuto().allocate(Math.max(1, dt.rowBytes(cols) * rows), 64);
+            if (dt.isQuantized()) {
+                Quant.quantize(dt, v, 0, rows, cols, m, 0);
+            } else {
+                for (int i = 0; i < v.length; i++) {
+                    m.setAtIndex(ValueLayout.JAVA_SHORT_UNALIGNED, i, Float.floatToFloat16(v[i]));
+                }
             }
-            return MemorySegment.ofArray(h);
+            return m;
         }
 
         @Override
@@ -180,28 +231,46 @@ public interface ActiveSelector {
             return layer;
         }
 
+        /** The precision A and B are held in. */
+        public DType dtype() {
+            return dt;
+        }
+
+        /** One thread: the calling one. */
         @Override
         public int select(float[] x, int off, int[] out) {
-            for (int j = 0; j < r; j++) {
-                low[j] = VectorKernels.dotAt(a, DType.F16, 2L * j * d, x, off, d);
+            if (serial == null) {
+                serial = new Kernels(1);
             }
+            return select(serial, x, off, out);
+        }
+
+        @Override
+        public int select(Kernels k, float[] x, int off, int[] out) {
+            System.arraycopy(x, off, xs, 0, d);
+            k.matvec(a, dt, r, d, xs, low);
+            k.matvec(b, dt, f, r, low, logits);
             int n = 0;
             for (int i = 0; i < f; i++) {
-                if (VectorKernels.dotAt(b, DType.F16, 2L * i * r, low, 0, r) + c[i] > logitThreshold) {
+                if (logits[i] + c[i] > logitThreshold) {
                     out[n++] = i;
                 }
             }
             return n;
         }
 
-        /** Bytes of the predictor's weights as held (A, B in f16, c in f32). */
+        /** Bytes of the predictor's weights as held (A, B in their dtype, c in f32). */
         public long bytes() {
-            return 2L * (a.byteSize() / 2 + b.byteSize() / 2) + 4L * c.length;
+            return a.byteSize() + b.byteSize() + 4L * c.length;
         }
 
-        /** {@link #bytes()} of the predictor p would make (0 for a dense layer). */
-        public static long bytes(LayerPredictor p) {
-            return p.dense() ? 0 : 2L * (p.a().length + p.b().length) + 4L * p.c().length;
+        /** {@link #bytes()} of the predictor p would make in {@code dt} (0 for a dense layer). */
+        public static long bytes(LayerPredictor p, DType dt) {
+            if (p.dense()) {
+                return 0;
+            }
+            DType h = held(dt, p.inputs(), p.rank());
+            return h.rowBytes(p.inputs()) * p.rank() + h.rowBytes(p.rank()) * p.neurons() + 4L * p.c().length;
         }
     }
 

@@ -297,9 +297,9 @@ public final class FlashFfn implements Ffn {
     }
 
     /** With a look-ahead: predicts the next layer's set from this layer's input and starts its reads. */
-    private void prefetchNext(float[] x, int off) {
+    private void prefetchNext(Kernels k, float[] x, int off) {
         if (lookahead != null) {
-            int na = lookahead.select(x, off, ahead);
+            int na = lookahead.select(k, x, off, ahead);
             next.prefetch(ahead, na);
         }
     }
@@ -318,12 +318,12 @@ public final class FlashFfn implements Ffn {
     }
 
     private void token(Kernels k, float[] x, int off, float[] out, int outOff) {
-        int n = selector.select(x, off, active);
+        int n = selector.select(k, x, off, active);
         step++;
         System.arraycopy(x, off, xs, 0, d);
         Arrays.fill(acc, 0f);
         if (n > cache.capacity()) {
-            prefetchNext(x, off);
+            prefetchNext(k, x, off);
             awaitPrefetch();
             overflow(k, n);
         } else {
@@ -373,7 +373,7 @@ public final class FlashFfn implements Ffn {
             IoEngine.Pending pending = nLoad == 0 ? null : io.submit(reads);
             // The next layer's look-ahead reads go after this layer's own misses, so that the disk serves
             // what is waited for first.
-            prefetchNext(x, off);
+            prefetchNext(k, x, off);
             try {
                 if (nHit > 0) {
                     k.matvecGather(cache.rows(), dtype, d, cacheStride, hitSlots, nHit, xs, hHit);
@@ -538,7 +538,7 @@ public final class FlashFfn implements Ffn {
         int[] sets = new int[Math.max(16, m * 64)];
         int total = 0;
         for (int t = 0; t < m; t++) {
-            int n = selector.select(x, t * d, active);
+            int n = selector.select(k, x, t * d, active);
             if (total + n > sets.length) {
                 sets = Arrays.copyOf(sets, Math.max(total + n, 2 * sets.length));
             }

@@ -74,7 +74,7 @@ final class FlashPlan {
             List<LayerPredictor> all = new ArrayList<>(predictors.layers());
             all.addAll(o.lookahead() ? lookaheads(predictors) : List.of());
             for (LayerPredictor p : all) {
-                predictorBytes += ActiveSelector.Trained.bytes(p);
+                predictorBytes += ActiveSelector.Trained.bytes(p, ActiveSelector.Trained.dtypeFor(g.dtype()));
             }
         }
         int layers = g.layers(), f = g.dFfn();

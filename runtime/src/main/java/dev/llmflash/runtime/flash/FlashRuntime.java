@@ -224,12 +224,13 @@ public final class FlashRuntime implements AutoCloseable {
         this.ownPredictors = new ActiveSelector.Trained[g.layers()];
         this.lookaheadPredictors = new ActiveSelector.Trained[g.layers()];
         if (predictors != null) {
+            DType held = ActiveSelector.Trained.dtypeFor(g.dtype());
             for (int l = 0; l < g.layers(); l++) {
                 LayerPredictor p = predictors.layer(l);
-                ownPredictors[l] = p.dense() ? null : ActiveSelector.trained(p);
+                ownPredictors[l] = p.dense() ? null : ActiveSelector.trained(p, held);
                 LayerPredictor la = l + 1 < g.layers() ? predictors.lookahead(l) : null;
                 lookaheadPredictors[l] = la == null || la.dense() || predictors.layer(l + 1).dense() ? null
-                        : ActiveSelector.trained(la);
+                        : ActiveSelector.trained(la, held);
             }
         }
         IoEngine engine = IoEngine.open(b.dir().resolve(b.manifest().ffn().file()), o.ioThreads(), o.direct(), MAX_GAP, MAX_RUN_BYTES,

@@ -36,7 +36,7 @@ public final class PredictedFfn implements Ffn {
         }
         this.inner = inner;
         this.p = p;
-        this.selector = new ActiveSelector.Trained(p);
+        this.selector = new ActiveSelector.Trained(p, ActiveSelector.Trained.dtypeFor(inner.dtype()));
         this.chosen = new int[inner.neurons()];
     }
 
@@ -51,7 +51,7 @@ public final class PredictedFfn implements Ffn {
         inner.upActivate(k, x, m, h);
         long kept = 0, fired = 0, caught = 0;
         for (int t = 0; t < m; t++) {
-            int n = selector.select(x, t * inner.d(), chosen);
+            int n = selector.select(k, x, t * inner.d(), chosen);
             kept += n;
             int row = t * f;
             int next = 0;

@@ -140,8 +140,10 @@ public final class IoEngine implements AutoCloseable {
     private final java.util.List<Thread> poolThreads = new java.util.concurrent.CopyOnWriteArrayList<>();
 
     private IoEngine(Path file, FileChannel channel, boolean direct, String mode, long size, int block,
-                     int threads, int maxGap, int maxRunBytes, Uring ring, String ringRefusal) {
+                     int threads, int maxGap, int maxRunBytes, Uring ring, String ringRefusal, long readStep) {
         this.ring = ring;
+        this.slotRunBytes = Math.min(maxRunBytes, readStep > 0 ? Math.max(readStep, block) : SLOT_RUN_BYTES);
+        this.readStep = readStep;
         this.ringRefusal = ringRefusal;
         this.file = file;
         this.channel = channel;
@@ -269,11 +271,13 @@ public final class IoEngine implements AutoCloseable {
 
     /**
      * Like {@link #open(Path, int, boolean, int, int, Backend)}, told the step of the reads to come
-     * ({@code readStep}: the bundle stride; 0 = unknown). {@code AUTO} then takes the thread pool for
-     * direct reads whose step is not block-aligned: through io_uring each such run goes through a bounce
-     * chunk, and with a fixed set of chunks the submitting thread waits for chunks to come back
-     * (measured on the Falcon-7B shape, 18176-byte bundles, at 50%: 673 ms/token against 416 with the
-     * thread pool, 2026-12-03).
+     * ({@code readStep}: the bundle stride; 0 = unknown), which sizes the ring's bounce slots for direct
+     * reads whose step is not block-aligned (quantized and Falcon bundles). {@code AUTO} takes io_uring
+     * for those too (not for steps below a block, the small test models, where each read would take a
+     * slot: the thread pool): with one slot per ring entry nothing waits for a slot (opt-6.7b at 50%, flash
+     * {@code all}, 2026-12-04: q8 398 ms/token against 456 with the thread pool, q4 410 against 433).
+     * Before the slots, with 32 chunks of 1 MiB, the thread pool was faster (Falcon-7B shape, 18176-byte
+     * bundles: 673 ms/token through the ring against 416, 2026-12-03), and AUTO then took it.
      */
     public static IoEngine open(Path file, int threads, boolean direct, int maxGap, int maxRunBytes, Backend backend,
                                 long readStep) {
@@ -308,9 +312,9 @@ public final class IoEngine implements AutoCloseable {
             long size = ch.size();
             Uring ring = null;
             String refusal = null;
-            if (backend == Backend.AUTO && isDirect && readStep % block != 0) {
-                refusal = "direct reads in " + readStep + "-byte steps are not " + block
-                        + "-aligned; the thread pool reads them faster";
+            if (backend == Backend.AUTO && isDirect && readStep > 0 && readStep < block) {
+                refusal = "direct reads of " + readStep + "-byte bundles, below the " + block
+                        + "-byte block, go to the thread pool: through the ring each would take a bounce slot";
             } else if (backend != Backend.THREADS) {
                 try {
                     ring = Uring.open(file, isDirect, RING_ENTRIES);
@@ -325,7 +329,7 @@ public final class IoEngine implements AutoCloseable {
             } else {
                 refusal = "not asked for";
             }
-            return new IoEngine(file, ch, isDirect, mode, size, block, threads, maxGap, run, ring, refusal);
+            return new IoEngine(file, ch, isDirect, mode, size, block, threads, maxGap, run, ring, refusal, readStep);
         } catch (IOException e) {
             closeQuietly(ch);
             throw new FormatException(file, "cannot open for reading: " + e, "check that the file exists and is readable");
@@ -409,10 +413,14 @@ public final class IoEngine implements AutoCloseable {
 
     /**
      * The most bounce-buffer memory the engine may allocate, made on first use: one buffer per I/O thread,
-     * and with io_uring {@value #RING_CHUNKS} chunks of the same size for unaligned direct reads.
+     * and with io_uring in direct mode {@value #RING_CHUNKS} chunks for unaligned direct reads, plus
+     * {@value #RING_SLOTS} bounce slots where the read step is not block-aligned (or unknown).
      */
     public long maxBufferBytes() {
-        return (long) (threads + (ring != null ? RING_CHUNKS : 0)) * ((long) maxRunBytes + 2L * block);
+        long perThread = (long) maxRunBytes + 2L * block;
+        boolean slots = ring != null && direct && (readStep <= 0 || readStep % block != 0);
+        return threads * perThread + (ring != null && direct ? RING_CHUNKS * perThread : 0)
+                + (slots ? RING_SLOTS * slotBytes() : 0);
     }
 
     public Path file() {
@@ -658,7 +666,8 @@ public final class IoEngine implements AutoCloseable {
      * {@link Backend}) the plan is sorted by offset, touching reads become one scattered read
      * ({@code READV}, up to {@code maxRunBytes}), and the whole plan is handed to the kernel with one
      * system call (more only when the ring is full). A run that is not block-aligned in direct mode is
-     * read, expanded to its aligned span, into one of {@value #RING_CHUNKS} bounce chunks and copied out
+     * read, expanded to its aligned span, into one of {@value #RING_SLOTS} bounce slots (runs of up to
+     * one read step; a wider single read: one of {@value #RING_CHUNKS} chunks) and copied out
      * when it completes (by the thread that reaps it). Without io_uring the plan goes to the thread pool
      * like {@link #submit(List)}.
      *
@@ -705,6 +714,9 @@ public final class IoEngine implements AutoCloseable {
             return plan.pending;
         }
         stats.addRequested(n, bytes);
+        if (direct) {
+            splitLongReads(plan);
+        }
         sortByOffset(plan);
         plan.inFlight = true;
         synchronized (ringLock) {
@@ -725,6 +737,35 @@ public final class IoEngine implements AutoCloseable {
             }
         }
         return plan.pending;
+    }
+
+    /**
+     * Cuts every read longer than {@code maxRunBytes} into pieces of at most that (appended to the plan),
+     * so that an unaligned one fits a bounce chunk; aligned pieces stay aligned. A no-op for the usual
+     * plan of bundles.
+     */
+    private void splitLongReads(ReadPlan p) {
+        int n = p.n;
+        for (int i = 0; i < n; i++) {
+            int len = p.lengths[i];
+            if (len <= maxRunBytes) {
+                continue;
+            }
+            p.lengths[i] = maxRunBytes;
+            for (long done = maxRunBytes; done < len; done += maxRunBytes) {
+                int piece = (int) Math.min(maxRunBytes, len - done);
+                if (p.n == p.offsets.length) {
+                    int c = p.n * 2;
+                    p.offsets = Arrays.copyOf(p.offsets, c);
+                    p.lengths = Arrays.copyOf(p.lengths, c);
+                    p.addresses = Arrays.copyOf(p.addresses, c);
+                }
+                p.offsets[p.n] = p.offsets[i] + done;
+                p.lengths[p.n] = piece;
+                p.addresses[p.n] = p.addresses[i] + done;
+                p.n++;
+            }
+        }
     }
 
     /** Orders the plan's reads by file offset (a no-op for the usual, already ordered plan). */
@@ -829,9 +870,15 @@ public final class IoEngine implements AutoCloseable {
             int j = i + 1;
             long bytesInRun = len[i];
             boolean aligned = ((off[i] | len[i] | addr[i]) & (block - 1)) == 0;
-            while (j < n && len[j] > 0 && off[j] == off[j - 1] + len[j - 1]
-                    && bytesInRun + len[j] <= maxRunBytes && j - i < MAX_IOVECS) {
-                aligned &= ((len[j] | addr[j]) & (block - 1)) == 0;
+            // A run that needs a bounce slot (unaligned, direct) stays within a slot's span, so that many
+            // are in flight at once; aligned runs go up to maxRunBytes straight into their destinations.
+            while (j < n && len[j] > 0 && off[j] == off[j - 1] + len[j - 1] && j - i < MAX_IOVECS) {
+                boolean stillAligned = aligned && ((len[j] | addr[j]) & (block - 1)) == 0;
+                long cap = !direct || stillAligned ? maxRunBytes : slotRunBytes();
+                if (bytesInRun + len[j] > cap) {
+                    break;
+                }
+                aligned = stillAligned;
                 bytesInRun += len[j];
                 j++;
             }
@@ -854,14 +901,15 @@ public final class IoEngine implements AutoCloseable {
             } else {
                 // Direct I/O needs block-aligned offset, length and address: read the aligned span into a
                 // bounce chunk and copy the wanted bytes out when it completes.
-                int chunk = takeChunk();
-                roomForOne();
                 long end = off[j - 1] + len[j - 1];
                 long from = alignDown(off[i], block);
+                long span = alignUp(end, block) - from;
+                int chunk = span <= slotBytes() ? takeSlotChunk() : takeChunk();
+                roomForOne();
                 p.requestChunk[requests] = chunk;
                 p.requestFrom[requests] = from;
                 p.requestBytes[requests] = (int) (end - from);
-                ring.prepRead(from, chunks.address() + (long) chunk * chunkBytes, (int) (alignUp(end, block) - from), userData);
+                ring.prepRead(from, chunkAddress(chunk), (int) span, userData);
             }
             requests++;
             p.remaining++;
@@ -881,8 +929,60 @@ public final class IoEngine implements AutoCloseable {
         ring.reap(sink);
     }
 
-    /** Bounce chunks for unaligned direct reads through the ring: fixed count, one run each. */
-    static final int RING_CHUNKS = 32;
+    /**
+     * Bounce chunks for unaligned direct reads through the ring wider than a slot (a single read
+     * longer than the read step): fixed count, one run each, ids from {@link #RING_SLOTS} on.
+     */
+    static final int RING_CHUNKS = 4;
+    /**
+     * Bounce slots for the usual unaligned direct read through the ring (a bundle of a quantized or
+     * Falcon bundle file): runs of up to one read step (the bundle stride given at open; else
+     * {@value #SLOT_RUN_BYTES}) of wanted bytes, each in a slot of that rounded up plus one block, as
+     * many as the ring has entries, so that a layer's misses and look-ahead are all in flight at once
+     * (with a few 1 MiB chunks, or 256 slots, the compute thread waited for reads to come back
+     * before it could submit the rest: opt-6.7b q8 at 50%). Ids 0 .. RING_SLOTS - 1.
+     */
+    static final int RING_SLOTS = RING_ENTRIES;
+    static final int SLOT_RUN_BYTES = 32 << 10;
+    /** Wanted bytes of a run read through a slot: the read step (one bundle) where known, else {@link #SLOT_RUN_BYTES}. */
+    private final long slotRunBytes;
+    /** The read step told at open (0: unknown). */
+    private final long readStep;
+    private MemorySegment slotArea;
+    private int[] freeSlots;
+    private int freeSlotCount;
+
+    private long slotRunBytes() {
+        return slotRunBytes;
+    }
+
+    /** Any run of up to {@link #slotRunBytes} wanted bytes, wherever it starts, spans at most this. */
+    private long slotBytes() {
+        return alignUp(slotRunBytes, block) + block;
+    }
+
+    /** Where bounce chunk or slot {@code id} starts. */
+    private long chunkAddress(int id) {
+        return id < RING_SLOTS ? slotArea.address() + (long) id * slotBytes()
+                : chunks.address() + (long) (id - RING_SLOTS) * chunkBytes;
+    }
+
+    /** A free bounce slot, waiting for completions when all are in use. Under the ring lock. */
+    private int takeSlotChunk() {
+        if (slotArea == null) {
+            slotArea = bounceArena.allocate(slotBytes() * RING_SLOTS, block);
+            freeSlots = new int[RING_SLOTS];
+            for (int c = 0; c < RING_SLOTS; c++) {
+                freeSlots[c] = RING_SLOTS - 1 - c;
+            }
+            freeSlotCount = RING_SLOTS;
+        }
+        while (freeSlotCount == 0) {
+            check(ring.enter(1));
+            ring.reap(sink);
+        }
+        return freeSlots[--freeSlotCount];
+    }
     private MemorySegment chunks;
     private long chunkBytes;
     private int[] freeChunks;
@@ -905,7 +1005,7 @@ public final class IoEngine implements AutoCloseable {
             check(ring.enter(1));
             ring.reap(sink);
         }
-        return freeChunks[--freeChunkCount];
+        return RING_SLOTS + freeChunks[--freeChunkCount];
     }
 
     /** Makes room for one more request: a free submission entry, and a completion entry it can post to. */
@@ -960,14 +1060,16 @@ public final class IoEngine implements AutoCloseable {
                     p.errorHint = RECONVERT;
                 }
             } else if (chunk >= 0) {
-                long base = (long) chunk * chunkBytes - p.requestFrom[request];
+                long base = chunkAddress(chunk) - p.requestFrom[request];
                 for (int k = p.requestFirst[request], end = k + p.requestCount[request]; k < end; k++) {
-                    MemorySegment.copy(chunks, base + p.offsets[k], EVERYWHERE, p.addresses[k], p.lengths[k]);
+                    MemorySegment.copy(EVERYWHERE, base + p.offsets[k], EVERYWHERE, p.addresses[k], p.lengths[k]);
                 }
             }
         }
-        if (chunk >= 0) {
-            freeChunks[freeChunkCount++] = chunk;
+        if (chunk >= RING_SLOTS) {
+            freeChunks[freeChunkCount++] = chunk - RING_SLOTS;
+        } else if (chunk >= 0) {
+            freeSlots[freeSlotCount++] = chunk;
         }
         if (--p.remaining == 0) {
             p.lastDone = System.nanoTime();
