@@ -2,7 +2,8 @@
 # Perplexity of the bundled small models on the checked-in test text (testdata/reference/dev.txt) in
 # f16, q8 and q4, dense and flash: per model and precision, convert (--quant), record activations on
 # the training sample through that bundle, train its predictors, then perplexity --mode dense and
-# --mode flash. Prints a markdown table (and bundle sizes); the f16 dense figure is the one that
+# --mode flash, and the predictors' mean recall (--mode predicted: held in the bundle's precision). Prints a
+# markdown table (and bundle sizes); the f16 dense figure is the one that
 # equals Hugging Face's (docs/BENCHMARKS.md, "Perplexity").
 # Usage: scripts/quant-quality.sh [WORK_DIR] [TOKENS]     (defaults: /tmp/llmflash-quant, 81920)
 set -euo pipefail
@@ -24,21 +25,23 @@ for m in opt-mini falcon-mini-relu; do
       | python3 -c 'import json,sys; print("%.4f" % json.load(sys.stdin)["perplexity"])')
     flash=$("$root/llmflash" perplexity --model "$b" --text "$root/testdata/reference/dev.txt" --mode flash --json 2>/dev/null \
       | python3 -c 'import json,sys; print("%.4f" % json.load(sys.stdin)["perplexity"])')
+    recall=$("$root/llmflash" perplexity --model "$b" --text "$root/testdata/reference/dev.txt" --mode predicted --json 2>/dev/null \
+      | python3 -c 'import json,sys; l=json.load(sys.stdin)["predicted_layers"]; print("%.2f%%" % (100 * sum(x["recall"] for x in l) / len(l)))')
     bytes=$(( $(stat -c %s "$b/resident.safetensors") + $(stat -c %s "$b/ffn.bin") ))
-    rows+=("$m|$q|$bytes|$dense|$flash")
+    rows+=("$m|$q|$bytes|$dense|$flash|$recall")
     echo "$m $q: bytes $bytes dense $dense flash $flash" >&2
   done
 done
-echo "| model | precision | resident + ffn.bin bytes | dense ppl | vs f16 | flash ppl | vs f16 flash |"
-echo "|---|---|---|---|---|---|---|"
+echo "| model | precision (predictors held in) | resident + ffn.bin bytes | dense ppl | vs f16 | flash ppl | vs f16 flash | predictor recall on dev.txt |"
+echo "|---|---|---|---|---|---|---|---|"
 for r in "${rows[@]}"; do
-  IFS='|' read -r m q bytes dense flash <<<"$r"
+  IFS='|' read -r m q bytes dense flash recall <<<"$r"
   [ "$q" = none ] && { bd=$dense; bf=$flash; }
-  python3 - "$m" "$q" "$bytes" "$dense" "$flash" "$bd" "$bf" <<'PY'
+  python3 - "$m" "$q" "$bytes" "$dense" "$flash" "$bd" "$bf" "$recall" <<'PY'
 import sys
-m, q, b, d, f, bd, bf = sys.argv[1:]
-name = {"none": "f16", "q8": "q8 (Q8_0)", "q4": "q4 (Q4_0)"}[q]
+m, q, b, d, f, bd, bf, rc = sys.argv[1:]
+name = {"none": "f16 (f16)", "q8": "q8 (Q8_0)", "q4": "q4 (Q4_0)"}[q]
 pct = lambda a, r: "-" if q == "none" else "%+.2f%%" % (100 * (float(a) / float(r) - 1))
-print(f"| {m} | {name} | {int(b):,} | {d} | {pct(d, bd)} | {f} | {pct(f, bf)} |")
+print(f"| {m} | {name} | {int(b):,} | {d} | {pct(d, bd)} | {f} | {pct(f, bf)} | {rc} |")
 PY
 done

@@ -64,6 +64,7 @@ PY
   run q4-f16budget "$work/opt-6.7b-q4.bundle" "$f16_budget" 128
   run opt-13b-q4-50 "$work/opt-13b-q4.bundle" 50% 160
   source "$root/scripts/find-jdk.sh"
+  llmflash_find_jdk
   java="$LLMFLASH_JAVA_HOME/bin/java"
   "$java" -cp "$root/cli/target/llmflash.jar" dev.llmflash.cli.PrecisionChart "$out/opt-6.7b-by-precision.png" \
     "opt-6.7b shape, synthetic activity: ms/token by precision (50% of each bundle's own size)" \
