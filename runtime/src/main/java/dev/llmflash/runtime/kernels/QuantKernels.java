@@ -5,6 +5,7 @@ import dev.llmflash.formats.tensor.Quant;
 import jdk.incubator.vector.ByteVector;
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.IntVector;
+import jdk.incubator.vector.ShortVector;
 import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorShape;
 import jdk.incubator.vector.VectorSpecies;
@@ -51,26 +52,53 @@ final class QuantKernels {
     private QuantKernels() {
     }
 
+    /** L short lanes: the f16 scales of L blocks. */
+    static final VectorSpecies<Short> S = VectorKernels.S;
+    private static final int HALF_BITS_MASK = 0x8FFF_E000;
+    private static final float HALF_REBIAS = 0x1.0p112f;
+    private static final int HALF_EXPONENT = 0x7C00;
+
     private static float scale(MemorySegment w, long off) {
         return Float.float16ToFloat(w.get(U16_LE, off));
     }
 
-    /** L Q8_0 quants at byte {@code off} as f32 lanes. */
-    private static FloatVector q8(MemorySegment w, long off) {
-        return (FloatVector) ByteVector.fromMemorySegment(B, w, off, LE).convertShape(VectorOperators.B2F, F, 0);
+    // C2 notes. (1) No helper here takes or returns a vector. A helper compiled on its own into a large
+    // method is no longer inlined ("already compiled into a big method"), and a vector crossing a call
+    // that is not inlined is boxed: every lane op then runs the Java fallback and allocates (measured:
+    // 250 MB of garbage per opt-6.7b token). So every loop spells its conversions out. (2) The four-row
+    // loops read no scalar from the segment: inside them C2 no longer inlines the memory segment's
+    // access checks, and four scalar scale reads per block doubled the time of a whole decode step on
+    // opt-6.7b q4. Their scales come L blocks at a time from scalesInto, a self-contained vector loop
+    // that writes to an array.
+
+    /**
+     * out[outOff + t] = the f16 scale of block blk + t of the row at byte {@code row}, for t in
+     * [0, min(L, nb - blk)): exact. A whole L is one vector load and the bit conversion (sign,
+     * exponent and mantissa moved into place, times 2^112: exact for normal and subnormal f16), with
+     * lanes of exponent 31 (Inf, NaN) redone by the scalar conversion; a partial L (the row's last
+     * blocks) is scalar. No masked load: C2 did not intrinsify it here (measured: 10x slower).
+     */
+    private static void scalesInto(MemorySegment w, long row, int blk, int nb, float[] out, int outOff) {
+        if (blk + L <= nb) {
+            IntVector h = (IntVector) ShortVector.fromMemorySegment(S, w, row + 2L * blk, LE)
+                    .convertShape(VectorOperators.S2I, I, 0);
+            h.lanewise(VectorOperators.LSHL, 13).and(HALF_BITS_MASK).reinterpretAsFloats().mul(HALF_REBIAS)
+                    .intoArray(out, outOff);
+            if (!h.and(HALF_EXPONENT).compare(VectorOperators.EQ, HALF_EXPONENT).anyTrue()) {
+                return;
+            }
+        }
+        for (int t = 0, n = Math.min(L, nb - blk); t < n; t++) {
+            out[outOff + t] = Float.float16ToFloat(w.get(U16_LE, row + 2L * (blk + t)));
+        }
     }
 
-    /** L packed Q4_0 bytes at {@code off} widened to int lanes (sign-extended; the nibbles are masked later). */
-    private static IntVector q4(MemorySegment w, long off) {
-        return (IntVector) ByteVector.fromMemorySegment(B, w, off, LE).convertShape(VectorOperators.B2I, I, 0);
-    }
-
-    private static FloatVector low(IntVector v) {
-        return (FloatVector) v.and(15).sub(8).convert(VectorOperators.I2F, 0);
-    }
-
-    private static FloatVector high(IntVector v) {
-        return (FloatVector) v.lanewise(VectorOperators.ASHR, 4).and(15).sub(8).convert(VectorOperators.I2F, 0);
+    /** The next L scales (from block blk) of the four rows at o0..o3 into sc[0, 4L). */
+    private static void scales4(MemorySegment w, long o0, long o1, long o2, long o3, int blk, int nb, float[] sc) {
+        scalesInto(w, o0, blk, nb, sc, 0);
+        scalesInto(w, o1, blk, nb, sc, L);
+        scalesInto(w, o2, blk, nb, sc, 2 * L);
+        scalesInto(w, o3, blk, nb, sc, 3 * L);
     }
 
     // ---------------------------------------------------------------- dots
@@ -86,7 +114,8 @@ final class QuantKernels {
                 int xo = xOff + blk * BLOCK;
                 long qo = qs + (long) blk * BLOCK;
                 for (int p = 0; p < BLOCK; p += L) {
-                    s = q8(w, qo + p).fma(FloatVector.fromArray(F, x, xo + p), s);
+                    s = ((FloatVector) ByteVector.fromMemorySegment(B, w, qo + p, LE)
+                            .convertShape(VectorOperators.B2F, F, 0)).fma(FloatVector.fromArray(F, x, xo + p), s);
                 }
                 acc = s.fma(FloatVector.broadcast(F, scale(w, b + 2L * blk)), acc);
             }
@@ -96,9 +125,12 @@ final class QuantKernels {
                 int xo = xOff + blk * BLOCK;
                 long qo = qs + (long) blk * (BLOCK / 2);
                 for (int p = 0; p < BLOCK / 2; p += L) {
-                    IntVector v = q4(w, qo + p);
-                    s = low(v).fma(FloatVector.fromArray(F, x, xo + p), s);
-                    s = high(v).fma(FloatVector.fromArray(F, x, xo + BLOCK / 2 + p), s);
+                    IntVector v = (IntVector) ByteVector.fromMemorySegment(B, w, qo + p, LE)
+                            .convertShape(VectorOperators.B2I, I, 0);
+                    s = ((FloatVector) v.and(15).sub(8).convert(VectorOperators.I2F, 0))
+                            .fma(FloatVector.fromArray(F, x, xo + p), s);
+                    s = ((FloatVector) v.lanewise(VectorOperators.ASHR, 4).and(15).sub(8).convert(VectorOperators.I2F, 0))
+                            .fma(FloatVector.fromArray(F, x, xo + BLOCK / 2 + p), s);
                 }
                 acc = s.fma(FloatVector.broadcast(F, scale(w, b + 2L * blk)), acc);
             }
@@ -155,12 +187,15 @@ final class QuantKernels {
                                float[] y, int i, int q) {
         int nb = c / BLOCK;
         long qs = 2L * nb;
-        scales4(w, o0, o1, o2, o3, nb, sc);
         FloatVector a0 = FloatVector.zero(F);
         FloatVector a1 = FloatVector.zero(F);
         FloatVector a2 = FloatVector.zero(F);
         FloatVector a3 = FloatVector.zero(F);
         for (int blk = 0; blk < nb; blk++) {
+            int t = blk & (L - 1);
+            if (t == 0) {
+                scales4(w, o0, o1, o2, o3, blk, nb, sc);
+            }
             FloatVector s0 = FloatVector.zero(F);
             FloatVector s1 = FloatVector.zero(F);
             FloatVector s2 = FloatVector.zero(F);
@@ -178,10 +213,10 @@ final class QuantKernels {
                 s3 = ((FloatVector) ByteVector.fromMemorySegment(B, w, o3 + qo + p, LE)
                         .convertShape(VectorOperators.B2F, F, 0)).fma(xv, s3);
             }
-            a0 = s0.fma(FloatVector.broadcast(F, sc[blk]), a0);
-            a1 = s1.fma(FloatVector.broadcast(F, sc[nb + blk]), a1);
-            a2 = s2.fma(FloatVector.broadcast(F, sc[2 * nb + blk]), a2);
-            a3 = s3.fma(FloatVector.broadcast(F, sc[3 * nb + blk]), a3);
+            a0 = s0.fma(FloatVector.broadcast(F, sc[t]), a0);
+            a1 = s1.fma(FloatVector.broadcast(F, sc[L + t]), a1);
+            a2 = s2.fma(FloatVector.broadcast(F, sc[2 * L + t]), a2);
+            a3 = s3.fma(FloatVector.broadcast(F, sc[3 * L + t]), a3);
         }
         y[i] = a0.reduceLanes(VectorOperators.ADD);
         y[i + q] = a1.reduceLanes(VectorOperators.ADD);
@@ -197,18 +232,17 @@ final class QuantKernels {
      */
     private static final ThreadLocal<Scratch> SCRATCH = ThreadLocal.withInitial(Scratch::new);
 
-    /** Per-thread arrays of the four-row dots, grown on demand. */
+    /** Per-thread arrays of the Q4_0 four-row dots, grown on demand. */
     private static final class Scratch {
         float[] x16 = new float[0];
         float[] xb = new float[0];
-        /** The four rows' scales as f32, row u's at [u nb, (u + 1) nb). */
-        float[] sc = new float[0];
+        /** The four rows' scales of L blocks, row u's at [u L, (u + 1) L). */
+        final float[] sc = new float[4 * L];
 
         Scratch sized(int c) {
             if (x16.length < c) {
                 x16 = new float[c];
                 xb = new float[c / BLOCK];
-                sc = new float[4 * (c / BLOCK)];
             }
             return this;
         }
@@ -229,43 +263,32 @@ final class QuantKernels {
         return p;
     }
 
-    /** out[outOff + b] = the f16 scale b of the row at byte {@code b0}, for b in [0, nb): L at a time. */
-    private static void scales(MemorySegment w, long b0, int nb, float[] out, int outOff) {
-        int b = 0;
-        for (int bound = F.loopBound(nb); b < bound; b += L) {
-            VectorKernels.loadF16(w, b0 + 2L * b).intoArray(out, outOff + b);
-        }
-        for (; b < nb; b++) {
-            out[outOff + b] = scale(w, b0 + 2L * b);
-        }
-    }
-
-    /** The four rows' scales (rows at o0..o3) into {@code sc}. */
-    private static void scales4(MemorySegment w, long o0, long o1, long o2, long o3, int nb, float[] sc) {
-        scales(w, o0, nb, sc, 0);
-        scales(w, o1, nb, sc, nb);
-        scales(w, o2, nb, sc, 2 * nb);
-        scales(w, o3, nb, sc, 3 * nb);
-    }
-
     /**
      * As {@link #dot4Q8} for Q4_0 rows, with x prepared by {@link #prepareQ4}: per block and row the
      * quants are widened once, the low nibbles masked and the high ones masked in place (16 h), each
      * converted and multiplied with x and x / 16; the "- 8" is one scalar term per block (conversions
-     * spelled out: see VectorKernels' C2 note).
+     * spelled out: see the C2 note above).
      */
     private static void dot4Q4(MemorySegment w, long o0, long o1, long o2, long o3, int c, float[] x, Scratch sp,
                                float[] y, int i, int q) {
         int nb = c / BLOCK;
         long qs = 2L * nb;
         float[] x16 = sp.x16;
+        float[] xb = sp.xb;
         float[] sc = sp.sc;
-        scales4(w, o0, o1, o2, o3, nb, sc);
         FloatVector a0 = FloatVector.zero(F);
         FloatVector a1 = FloatVector.zero(F);
         FloatVector a2 = FloatVector.zero(F);
         FloatVector a3 = FloatVector.zero(F);
+        float c0 = 0f;
+        float c1 = 0f;
+        float c2 = 0f;
+        float c3 = 0f;
         for (int blk = 0; blk < nb; blk++) {
+            int t = blk & (L - 1);
+            if (t == 0) {
+                scales4(w, o0, o1, o2, o3, blk, nb, sc);
+            }
             FloatVector s0 = FloatVector.zero(F);
             FloatVector s1 = FloatVector.zero(F);
             FloatVector s2 = FloatVector.zero(F);
@@ -292,16 +315,24 @@ final class QuantKernels {
                 s2 = ((FloatVector) v2.and(0xf0).convert(VectorOperators.I2F, 0)).fma(xh, s2);
                 s3 = ((FloatVector) v3.and(0xf0).convert(VectorOperators.I2F, 0)).fma(xh, s3);
             }
-            a0 = s0.fma(FloatVector.broadcast(F, sc[blk]), a0);
-            a1 = s1.fma(FloatVector.broadcast(F, sc[nb + blk]), a1);
-            a2 = s2.fma(FloatVector.broadcast(F, sc[2 * nb + blk]), a2);
-            a3 = s3.fma(FloatVector.broadcast(F, sc[3 * nb + blk]), a3);
+            float d0 = sc[t];
+            float d1 = sc[L + t];
+            float d2 = sc[2 * L + t];
+            float d3 = sc[3 * L + t];
+            a0 = s0.fma(FloatVector.broadcast(F, d0), a0);
+            a1 = s1.fma(FloatVector.broadcast(F, d1), a1);
+            a2 = s2.fma(FloatVector.broadcast(F, d2), a2);
+            a3 = s3.fma(FloatVector.broadcast(F, d3), a3);
+            float e = xb[blk];
+            c0 = Math.fma(d0, e, c0);
+            c1 = Math.fma(d1, e, c1);
+            c2 = Math.fma(d2, e, c2);
+            c3 = Math.fma(d3, e, c3);
         }
-        float[] xb = sp.xb;
-        y[i] = a0.reduceLanes(VectorOperators.ADD) - VectorOps.dot(sc, 0, xb, 0, nb);
-        y[i + q] = a1.reduceLanes(VectorOperators.ADD) - VectorOps.dot(sc, nb, xb, 0, nb);
-        y[i + 2 * q] = a2.reduceLanes(VectorOperators.ADD) - VectorOps.dot(sc, 2 * nb, xb, 0, nb);
-        y[i + 3 * q] = a3.reduceLanes(VectorOperators.ADD) - VectorOps.dot(sc, 3 * nb, xb, 0, nb);
+        y[i] = a0.reduceLanes(VectorOperators.ADD) - c0;
+        y[i + q] = a1.reduceLanes(VectorOperators.ADD) - c1;
+        y[i + 2 * q] = a2.reduceLanes(VectorOperators.ADD) - c2;
+        y[i + 3 * q] = a3.reduceLanes(VectorOperators.ADD) - c3;
     }
 
     // ---------------------------------------------------------------- dequantization
@@ -322,14 +353,17 @@ final class QuantKernels {
             if (dt == DType.Q8_0) {
                 long qo = qs + (long) blk * BLOCK;
                 for (int p = 0; p < BLOCK; p += L) {
-                    q8(w, qo + p).mul(d).intoArray(out, o + p);
+                    ((FloatVector) ByteVector.fromMemorySegment(B, w, qo + p, LE)
+                            .convertShape(VectorOperators.B2F, F, 0)).mul(d).intoArray(out, o + p);
                 }
             } else {
                 long qo = qs + (long) blk * (BLOCK / 2);
                 for (int p = 0; p < BLOCK / 2; p += L) {
-                    IntVector v = q4(w, qo + p);
-                    low(v).mul(d).intoArray(out, o + p);
-                    high(v).mul(d).intoArray(out, o + BLOCK / 2 + p);
+                    IntVector v = (IntVector) ByteVector.fromMemorySegment(B, w, qo + p, LE)
+                            .convertShape(VectorOperators.B2I, I, 0);
+                    ((FloatVector) v.and(15).sub(8).convert(VectorOperators.I2F, 0)).mul(d).intoArray(out, o + p);
+                    ((FloatVector) v.lanewise(VectorOperators.ASHR, 4).and(15).sub(8).convert(VectorOperators.I2F, 0))
+                            .mul(d).intoArray(out, o + BLOCK / 2 + p);
                 }
             }
         }
@@ -345,9 +379,10 @@ final class QuantKernels {
                                int c, float[] acc, int a) {
         int q = (k1 - k0) / 4;
         int end = k0 + q;
+        float[] sc = SCRATCH.get().sc;
         for (int k = k0; k < end; k++) {
             acc4(w, dt, rows[k] * rowBytes, rows[k + q] * rowBytes, rows[k + 2 * q] * rowBytes,
-                    rows[k + 3 * q] * rowBytes, hv[k], hv[k + q], hv[k + 2 * q], hv[k + 3 * q], c, acc, a);
+                    rows[k + 3 * q] * rowBytes, hv[k], hv[k + q], hv[k + 2 * q], hv[k + 3 * q], c, acc, a, sc);
         }
         for (int k = end + 3 * q; k < k1; k++) {
             acc1(w, dt, rows[k] * rowBytes, hv[k], c, acc, a);
@@ -358,43 +393,52 @@ final class QuantKernels {
         int nb = c / BLOCK;
         long qs = b + 2L * nb;
         for (int blk = 0; blk < nb; blk++) {
-            FloatVector g = FloatVector.broadcast(F, h * scale(w, b + 2L * blk));
+            float d = h * scale(w, b + 2L * blk);
+            FloatVector g = FloatVector.broadcast(F, d);
             int o = a + blk * BLOCK;
             if (dt == DType.Q8_0) {
                 long qo = qs + (long) blk * BLOCK;
                 for (int p = 0; p < BLOCK; p += L) {
-                    q8(w, qo + p).fma(g, FloatVector.fromArray(F, acc, o + p)).intoArray(acc, o + p);
+                    ((FloatVector) ByteVector.fromMemorySegment(B, w, qo + p, LE)
+                            .convertShape(VectorOperators.B2F, F, 0))
+                            .fma(g, FloatVector.fromArray(F, acc, o + p)).intoArray(acc, o + p);
                 }
             } else {
                 long qo = qs + (long) blk * (BLOCK / 2);
                 for (int p = 0; p < BLOCK / 2; p += L) {
-                    IntVector v = q4(w, qo + p);
-                    low(v).fma(g, FloatVector.fromArray(F, acc, o + p)).intoArray(acc, o + p);
-                    high(v).fma(g, FloatVector.fromArray(F, acc, o + BLOCK / 2 + p)).intoArray(acc, o + BLOCK / 2 + p);
+                    IntVector v = (IntVector) ByteVector.fromMemorySegment(B, w, qo + p, LE)
+                            .convertShape(VectorOperators.B2I, I, 0);
+                    ((FloatVector) v.and(15).sub(8).convert(VectorOperators.I2F, 0))
+                            .fma(g, FloatVector.fromArray(F, acc, o + p)).intoArray(acc, o + p);
+                    ((FloatVector) v.lanewise(VectorOperators.ASHR, 4).and(15).sub(8).convert(VectorOperators.I2F, 0))
+                            .fma(g, FloatVector.fromArray(F, acc, o + BLOCK / 2 + p)).intoArray(acc, o + BLOCK / 2 + p);
                 }
             }
         }
     }
 
     private static void acc4(MemorySegment w, DType dt, long o0, long o1, long o2, long o3, float h0, float h1,
-                             float h2, float h3, int c, float[] acc, int a) {
+                             float h2, float h3, int c, float[] acc, int a, float[] sc) {
         if (dt == DType.Q8_0) {
-            acc4Q8(w, o0, o1, o2, o3, h0, h1, h2, h3, c, acc, a);
+            acc4Q8(w, o0, o1, o2, o3, h0, h1, h2, h3, c, acc, a, sc);
         } else {
-            acc4Q4(w, o0, o1, o2, o3, h0, h1, h2, h3, c, acc, a);
+            acc4Q4(w, o0, o1, o2, o3, h0, h1, h2, h3, c, acc, a, sc);
         }
     }
 
     private static void acc4Q8(MemorySegment w, long o0, long o1, long o2, long o3, float h0, float h1, float h2,
-                               float h3, int c, float[] acc, int a) {
+                               float h3, int c, float[] acc, int a, float[] sc) {
         int nb = c / BLOCK;
         long qs = 2L * nb;
         for (int blk = 0; blk < nb; blk++) {
-            long so = 2L * blk;
-            FloatVector g0 = FloatVector.broadcast(F, h0 * Float.float16ToFloat(w.get(U16_LE, o0 + so)));
-            FloatVector g1 = FloatVector.broadcast(F, h1 * Float.float16ToFloat(w.get(U16_LE, o1 + so)));
-            FloatVector g2 = FloatVector.broadcast(F, h2 * Float.float16ToFloat(w.get(U16_LE, o2 + so)));
-            FloatVector g3 = FloatVector.broadcast(F, h3 * Float.float16ToFloat(w.get(U16_LE, o3 + so)));
+            int t = blk & (L - 1);
+            if (t == 0) {
+                scales4(w, o0, o1, o2, o3, blk, nb, sc);
+            }
+            FloatVector g0 = FloatVector.broadcast(F, h0 * sc[t]);
+            FloatVector g1 = FloatVector.broadcast(F, h1 * sc[L + t]);
+            FloatVector g2 = FloatVector.broadcast(F, h2 * sc[2 * L + t]);
+            FloatVector g3 = FloatVector.broadcast(F, h3 * sc[3 * L + t]);
             long qo = qs + (long) blk * BLOCK;
             int o = a + blk * BLOCK;
             for (int p = 0; p < BLOCK; p += L) {
@@ -414,15 +458,18 @@ final class QuantKernels {
 
     /** As acc4Q8 for Q4_0 rows; the "- 8" of the four rows' quants added once per block as -8 (g0 + .. + g3). */
     private static void acc4Q4(MemorySegment w, long o0, long o1, long o2, long o3, float h0, float h1, float h2,
-                               float h3, int c, float[] acc, int a) {
+                               float h3, int c, float[] acc, int a, float[] sc) {
         int nb = c / BLOCK;
         long qs = 2L * nb;
         for (int blk = 0; blk < nb; blk++) {
-            long so = 2L * blk;
-            float d0 = h0 * Float.float16ToFloat(w.get(U16_LE, o0 + so));
-            float d1 = h1 * Float.float16ToFloat(w.get(U16_LE, o1 + so));
-            float d2 = h2 * Float.float16ToFloat(w.get(U16_LE, o2 + so));
-            float d3 = h3 * Float.float16ToFloat(w.get(U16_LE, o3 + so));
+            int t = blk & (L - 1);
+            if (t == 0) {
+                scales4(w, o0, o1, o2, o3, blk, nb, sc);
+            }
+            float d0 = h0 * sc[t];
+            float d1 = h1 * sc[L + t];
+            float d2 = h2 * sc[2 * L + t];
+            float d3 = h3 * sc[3 * L + t];
             FloatVector g0 = FloatVector.broadcast(F, d0);
             FloatVector g1 = FloatVector.broadcast(F, d1);
             FloatVector g2 = FloatVector.broadcast(F, d2);

@@ -28,14 +28,15 @@ import static org.junit.jupiter.api.Assertions.fail;
  * product and partial sum is exact in f32 in any order, so the kernels must match the oracle bit for
  * bit and an indexing slip (a wrong nibble, scale or block) shows. <em>Gaussian</em>: Gaussian weights
  * quantized by {@link Quant#quantizeRow}, Gaussian inputs, matched within 1e-5 of the magnitude (the
- * sum of |terms|). Row counts are odd (the 4-row groups and their leftovers), c spans 1 to 9 blocks,
+ * sum of |terms|). Row counts are odd (the 4-row groups and their leftovers), c spans 1 to 33 blocks,
  * strides are a row, a row + 2 bytes (unaligned rows) and a bundle (2 rows + 64 bytes); segments
  * start 3 bytes into an allocation; the bytes around rows are 0x7f junk. 1 and 2 threads, with the
  * default serial threshold and with splitting forced.
  */
 class QuantKernelsTest {
     static final DType[] DTYPES = {DType.Q8_0, DType.Q4_0};
-    static final int[] COLS = {32, 64, 96, 288};
+    /** 1 to 33 blocks: the four-row kernels read scales 16 blocks at a time (AVX-512), so 544 and 1056 take that path and its partial tail. */
+    static final int[] COLS = {32, 64, 96, 288, 544, 1056};
     static final int[] ROWS = {1, 3, 5, 17, 40};
     static final double REL = 1e-5;
 
@@ -296,6 +297,78 @@ class QuantKernelsTest {
                     }
                 }
             }
+        }
+    }
+
+    /**
+     * Scales the bit conversion must get right, in rows of 33 blocks (two whole vectors of scales
+     * and a tail): subnormal f16 scales (2^-20, and 2^-24, the smallest), and +Inf / NaN scales in a
+     * block that a vector of scales carries (block 17) or the tail carries (block 32). Each row's
+     * scales share one magnitude, quants and inputs are small integers: every finite result is exact
+     * in any order, and an Inf or NaN term decides the result whatever the order.
+     */
+    @Test
+    void subnormalInfAndNanScalesMatchScalarOracle() {
+        int c = 33 * Quant.BLOCK;
+        int nb = c / Quant.BLOCK;
+        short[] kinds = {Float.floatToFloat16(0x1p-20f), Float.floatToFloat16(0x1p-24f), Float.floatToFloat16(1f)};
+        for (DType dt : DTYPES) {
+            long stride = dt.rowBytes(c);
+            int r = 13;
+            MemorySegment w = block(r, stride, 0);
+            fill(w, dt, r, c, stride, 0, true, 99);
+            SplittableRandom rnd = new SplittableRandom(5);
+            for (int i = 0; i < r; i++) {
+                short base = kinds[i % kinds.length];
+                for (int b = 0; b < nb; b++) {
+                    short h = (short) (base | (rnd.nextBoolean() ? 0x8000 : 0));
+                    w.set(ValueLayout.JAVA_SHORT_UNALIGNED, i * stride + 2L * b, h);
+                }
+                if (i % 4 == 1) {
+                    w.set(ValueLayout.JAVA_SHORT_UNALIGNED, i * stride + 2L * 17, (short) 0x7c00); // +Inf
+                }
+                if (i % 4 == 2) {
+                    w.set(ValueLayout.JAVA_SHORT_UNALIGNED, i * stride + 2L * 32, (short) 0x7e00); // NaN
+                }
+                if (i % 4 == 3) {
+                    w.set(ValueLayout.JAVA_SHORT_UNALIGNED, i * stride + 2L * 3, (short) 0xfc00); // -Inf
+                }
+            }
+            float[] x = vector(c, true, 17);
+            float[] want = new float[r];
+            ScalarKernels.matmulStrided(w, dt, r, c, stride, x, 1, want);
+            int[] rows = new int[r];
+            for (int i = 0; i < r; i++) {
+                rows[i] = r - 1 - i;
+            }
+            float[] wantGather = new float[r];
+            ScalarKernels.matvecGather(w, dt, c, stride, rows, r, x, wantGather);
+            float[] hv = vector(r, true, 23);
+            // A column sum mixes rows, so one magnitude class at a time keeps it exact.
+            int[][] classRows = new int[kinds.length][];
+            float[][] wantAcc = new float[kinds.length][];
+            for (int kind = 0; kind < kinds.length; kind++) {
+                final int kk = kind;
+                classRows[kind] = java.util.stream.IntStream.range(0, r).filter(i -> i % kinds.length == kk).toArray();
+                wantAcc[kind] = new float[c];
+                ScalarKernels.accumulateGather(w, dt, c, stride, classRows[kind], hv, classRows[kind].length, wantAcc[kind]);
+            }
+            for (Kernels k : kernels) {
+                String what = dt + " special scales, threads " + k.threads();
+                float[] y = new float[r];
+                k.matvec(w, dt, r, c, x, y);
+                assertArrayEquals(want, y, what + ": matvec");
+                float[] g = new float[r];
+                k.matvecGather(w, dt, c, stride, rows, r, x, g);
+                assertArrayEquals(wantGather, g, what + ": matvecGather");
+                for (int kind = 0; kind < kinds.length; kind++) {
+                    float[] acc = new float[c];
+                    k.accumulateGather(w, dt, c, stride, classRows[kind], hv, classRows[kind].length, acc);
+                    assertArrayEquals(wantAcc[kind], acc, what + ": accumulateGather, scale class " + kind);
+                }
+            }
+            assertTrue(Float.isInfinite(want[1]) || Float.isNaN(want[1]), "row 1 carries an Inf scale: " + want[1]);
+            assertTrue(Float.isNaN(want[2]), "row 2 carries a NaN scale: " + want[2]);
         }
     }
 
