@@ -72,33 +72,38 @@ final class QuantKernels {
     // that writes to an array.
 
     /**
-     * out[outOff + t] = the f16 scale of block blk + t of the row at byte {@code row}, for t in
-     * [0, min(L, nb - blk)): exact. A whole L is one vector load and the bit conversion (sign,
-     * exponent and mantissa moved into place, times 2^112: exact for normal and subnormal f16), with
-     * lanes of exponent 31 (Inf, NaN) redone by the scalar conversion; a partial L (the row's last
-     * blocks) is scalar. No masked load: C2 did not intrinsify it here (measured: 10x slower).
+     * out[outOff + b] = the f16 scale of block b of the row at byte {@code row}, for b in [0, nb):
+     * exact. L blocks at a time, one vector load and the bit conversion (sign, exponent and mantissa
+     * moved into place, times 2^112: exact for normal and subnormal f16), lanes of exponent 31 (Inf,
+     * NaN) redone by the scalar conversion; the last nb mod L scalar. No masked load: C2 did not
+     * intrinsify it here (measured: 10x slower). Self-contained (no vector crosses a call), so that it
+     * is fast whether or not C2 inlines it; one call per row and kernel call, not per L blocks (a call
+     * per 16 blocks cost a third of the Q4_0 matvec's throughput).
      */
-    private static void scalesInto(MemorySegment w, long row, int blk, int nb, float[] out, int outOff) {
-        if (blk + L <= nb) {
-            IntVector h = (IntVector) ShortVector.fromMemorySegment(S, w, row + 2L * blk, LE)
+    private static void scalesInto(MemorySegment w, long row, int nb, float[] out, int outOff) {
+        int b = 0;
+        for (int bound = nb - L; b <= bound; b += L) {
+            IntVector h = (IntVector) ShortVector.fromMemorySegment(S, w, row + 2L * b, LE)
                     .convertShape(VectorOperators.S2I, I, 0);
             h.lanewise(VectorOperators.LSHL, 13).and(HALF_BITS_MASK).reinterpretAsFloats().mul(HALF_REBIAS)
-                    .intoArray(out, outOff);
-            if (!h.and(HALF_EXPONENT).compare(VectorOperators.EQ, HALF_EXPONENT).anyTrue()) {
-                return;
+                    .intoArray(out, outOff + b);
+            if (h.and(HALF_EXPONENT).compare(VectorOperators.EQ, HALF_EXPONENT).anyTrue()) {
+                for (int t = b; t < b + L; t++) {
+                    out[outOff + t] = Float.float16ToFloat(w.get(U16_LE, row + 2L * t));
+                }
             }
         }
-        for (int t = 0, n = Math.min(L, nb - blk); t < n; t++) {
-            out[outOff + t] = Float.float16ToFloat(w.get(U16_LE, row + 2L * (blk + t)));
+        for (; b < nb; b++) {
+            out[outOff + b] = Float.float16ToFloat(w.get(U16_LE, row + 2L * b));
         }
     }
 
-    /** The next L scales (from block blk) of the four rows at o0..o3 into sc[0, 4L). */
-    private static void scales4(MemorySegment w, long o0, long o1, long o2, long o3, int blk, int nb, float[] sc) {
-        scalesInto(w, o0, blk, nb, sc, 0);
-        scalesInto(w, o1, blk, nb, sc, L);
-        scalesInto(w, o2, blk, nb, sc, 2 * L);
-        scalesInto(w, o3, blk, nb, sc, 3 * L);
+    /** The scales of the four rows at o0..o3 into sc: row u's at [u nb, (u + 1) nb). */
+    private static void scales4(MemorySegment w, long o0, long o1, long o2, long o3, int nb, float[] sc) {
+        scalesInto(w, o0, nb, sc, 0);
+        scalesInto(w, o1, nb, sc, nb);
+        scalesInto(w, o2, nb, sc, 2 * nb);
+        scalesInto(w, o3, nb, sc, 3 * nb);
     }
 
     // ---------------------------------------------------------------- dots
@@ -191,11 +196,8 @@ final class QuantKernels {
         FloatVector a1 = FloatVector.zero(F);
         FloatVector a2 = FloatVector.zero(F);
         FloatVector a3 = FloatVector.zero(F);
+        scales4(w, o0, o1, o2, o3, nb, sc);
         for (int blk = 0; blk < nb; blk++) {
-            int t = blk & (L - 1);
-            if (t == 0) {
-                scales4(w, o0, o1, o2, o3, blk, nb, sc);
-            }
             FloatVector s0 = FloatVector.zero(F);
             FloatVector s1 = FloatVector.zero(F);
             FloatVector s2 = FloatVector.zero(F);
@@ -213,10 +215,10 @@ final class QuantKernels {
                 s3 = ((FloatVector) ByteVector.fromMemorySegment(B, w, o3 + qo + p, LE)
                         .convertShape(VectorOperators.B2F, F, 0)).fma(xv, s3);
             }
-            a0 = s0.fma(FloatVector.broadcast(F, sc[t]), a0);
-            a1 = s1.fma(FloatVector.broadcast(F, sc[L + t]), a1);
-            a2 = s2.fma(FloatVector.broadcast(F, sc[2 * L + t]), a2);
-            a3 = s3.fma(FloatVector.broadcast(F, sc[3 * L + t]), a3);
+            a0 = s0.fma(FloatVector.broadcast(F, sc[blk]), a0);
+            a1 = s1.fma(FloatVector.broadcast(F, sc[nb + blk]), a1);
+            a2 = s2.fma(FloatVector.broadcast(F, sc[2 * nb + blk]), a2);
+            a3 = s3.fma(FloatVector.broadcast(F, sc[3 * nb + blk]), a3);
         }
         y[i] = a0.reduceLanes(VectorOperators.ADD);
         y[i + q] = a1.reduceLanes(VectorOperators.ADD);
@@ -236,13 +238,14 @@ final class QuantKernels {
     private static final class Scratch {
         float[] x16 = new float[0];
         float[] xb = new float[0];
-        /** The four rows' scales of L blocks, row u's at [u L, (u + 1) L). */
-        final float[] sc = new float[4 * L];
+        /** The four rows' scales as f32, row u's at [u nb, (u + 1) nb). */
+        float[] sc = new float[0];
 
         Scratch sized(int c) {
             if (x16.length < c) {
                 x16 = new float[c];
                 xb = new float[c / BLOCK];
+                sc = new float[4 * (c / BLOCK)];
             }
             return this;
         }
@@ -284,11 +287,8 @@ final class QuantKernels {
         float c1 = 0f;
         float c2 = 0f;
         float c3 = 0f;
+        scales4(w, o0, o1, o2, o3, nb, sc);
         for (int blk = 0; blk < nb; blk++) {
-            int t = blk & (L - 1);
-            if (t == 0) {
-                scales4(w, o0, o1, o2, o3, blk, nb, sc);
-            }
             FloatVector s0 = FloatVector.zero(F);
             FloatVector s1 = FloatVector.zero(F);
             FloatVector s2 = FloatVector.zero(F);
@@ -315,10 +315,10 @@ final class QuantKernels {
                 s2 = ((FloatVector) v2.and(0xf0).convert(VectorOperators.I2F, 0)).fma(xh, s2);
                 s3 = ((FloatVector) v3.and(0xf0).convert(VectorOperators.I2F, 0)).fma(xh, s3);
             }
-            float d0 = sc[t];
-            float d1 = sc[L + t];
-            float d2 = sc[2 * L + t];
-            float d3 = sc[3 * L + t];
+            float d0 = sc[blk];
+            float d1 = sc[nb + blk];
+            float d2 = sc[2 * nb + blk];
+            float d3 = sc[3 * nb + blk];
             a0 = s0.fma(FloatVector.broadcast(F, d0), a0);
             a1 = s1.fma(FloatVector.broadcast(F, d1), a1);
             a2 = s2.fma(FloatVector.broadcast(F, d2), a2);
@@ -379,7 +379,7 @@ final class QuantKernels {
                                int c, float[] acc, int a) {
         int q = (k1 - k0) / 4;
         int end = k0 + q;
-        float[] sc = SCRATCH.get().sc;
+        float[] sc = SCRATCH.get().sized(c).sc;
         for (int k = k0; k < end; k++) {
             acc4(w, dt, rows[k] * rowBytes, rows[k + q] * rowBytes, rows[k + 2 * q] * rowBytes,
                     rows[k + 3 * q] * rowBytes, hv[k], hv[k + q], hv[k + 2 * q], hv[k + 3 * q], c, acc, a, sc);
@@ -430,15 +430,12 @@ final class QuantKernels {
                                float h3, int c, float[] acc, int a, float[] sc) {
         int nb = c / BLOCK;
         long qs = 2L * nb;
+        scales4(w, o0, o1, o2, o3, nb, sc);
         for (int blk = 0; blk < nb; blk++) {
-            int t = blk & (L - 1);
-            if (t == 0) {
-                scales4(w, o0, o1, o2, o3, blk, nb, sc);
-            }
-            FloatVector g0 = FloatVector.broadcast(F, h0 * sc[t]);
-            FloatVector g1 = FloatVector.broadcast(F, h1 * sc[L + t]);
-            FloatVector g2 = FloatVector.broadcast(F, h2 * sc[2 * L + t]);
-            FloatVector g3 = FloatVector.broadcast(F, h3 * sc[3 * L + t]);
+            FloatVector g0 = FloatVector.broadcast(F, h0 * sc[blk]);
+            FloatVector g1 = FloatVector.broadcast(F, h1 * sc[nb + blk]);
+            FloatVector g2 = FloatVector.broadcast(F, h2 * sc[2 * nb + blk]);
+            FloatVector g3 = FloatVector.broadcast(F, h3 * sc[3 * nb + blk]);
             long qo = qs + (long) blk * BLOCK;
             int o = a + blk * BLOCK;
             for (int p = 0; p < BLOCK; p += L) {
@@ -461,15 +458,12 @@ final class QuantKernels {
                                float h3, int c, float[] acc, int a, float[] sc) {
         int nb = c / BLOCK;
         long qs = 2L * nb;
+        scales4(w, o0, o1, o2, o3, nb, sc);
         for (int blk = 0; blk < nb; blk++) {
-            int t = blk & (L - 1);
-            if (t == 0) {
-                scales4(w, o0, o1, o2, o3, blk, nb, sc);
-            }
-            float d0 = h0 * sc[t];
-            float d1 = h1 * sc[L + t];
-            float d2 = h2 * sc[2 * L + t];
-            float d3 = h3 * sc[3 * L + t];
+            float d0 = h0 * sc[blk];
+            float d1 = h1 * sc[nb + blk];
+            float d2 = h2 * sc[2 * nb + blk];
+            float d3 = h3 * sc[3 * nb + blk];
             FloatVector g0 = FloatVector.broadcast(F, d0);
             FloatVector g1 = FloatVector.broadcast(F, d1);
             FloatVector g2 = FloatVector.broadcast(F, d2);
