@@ -28,6 +28,9 @@ import java.util.SplittableRandom;
  * slots' stride the bundle stride). Per token: the LM head (vocab x d; the Q8_0 token embeddings
  * beside a quantized bundle, as the converter writes them). {@code --layers} distinct layers' weights
  * (default 8, far beyond the L3) are visited in turn, so every call reads from DRAM.
+ * <p>{@code --mapped DIR} puts the weights (not the neuron cache) in a file mapping, as the runtime
+ * holds resident.safetensors: the kernels must be as fast on it as on anonymous memory (they hand
+ * a mapped segment on as a plain native one, {@code Kernels.oneSegmentKind}).
  * <p>Prints, per precision, the median ms per token of each kind scaled to {@code --model-layers}
  * layers, the weight bytes each kind reads, and the GB/s it reaches.
  * <p>Usage: {@code java --add-modules jdk.incubator.vector -cp benchmarks.jar

@@ -128,7 +128,8 @@ public final class Kernels implements AutoCloseable {
      * {@link #matvec} is the case {@code strideBytes = c * dt.bytes()}; a larger stride reads rows of a
      * padded layout such as the flash bundles (up row, down column, padding per neuron) in place.
      */
-    public void matvecStrided(MemorySegment w, DType dt, int r, int c, long strideBytes, float[] x, float[] y) {
+    public void matvecStrided(MemorySegment weights, DType dt, int r, int c, long strideBytes, float[] x, float[] y) {
+        MemorySegment w = oneSegmentKind(weights);
         checkStrided(w, dt, r, c, strideBytes);
         checkArrays(x, c, y, r);
         float[] xs = VectorKernels.splitOrder(dt) ? VectorKernels.splitPairs(x, c, splitInput(c)) : null;
@@ -155,8 +156,9 @@ public final class Kernels implements AutoCloseable {
      * Y n x r row-major, rows of W at {@code strideBytes}. Each weight row is converted to f32 once
      * and used for all n vectors.
      */
-    public void matmulStrided(MemorySegment w, DType dt, int r, int c, long strideBytes, float[] x, int n,
+    public void matmulStrided(MemorySegment weights, DType dt, int r, int c, long strideBytes, float[] x, int n,
                               float[] y) {
+        MemorySegment w = oneSegmentKind(weights);
         checkCount(n);
         checkStrided(w, dt, r, c, strideBytes);
         checkArrays(x, (long) n * c, y, (long) n * r);
@@ -193,8 +195,9 @@ public final class Kernels implements AutoCloseable {
      * Inf/NaN f16 weights are detected and the sum redone exactly, so they reach y as IEEE arithmetic
      * says.
      */
-    public void matvecTransposedAcc(MemorySegment w, DType dt, int r, int c, long strideBytes, float[] h,
+    public void matvecTransposedAcc(MemorySegment weights, DType dt, int r, int c, long strideBytes, float[] h,
                                     float[] y) {
+        MemorySegment w = oneSegmentKind(weights);
         checkStrided(w, dt, r, c, strideBytes);
         checkArrays(h, r, y, c);
         transposedAcc(w, dt, r, c, strideBytes, h, 0, y, 0);
@@ -236,8 +239,9 @@ public final class Kernels implements AutoCloseable {
      * narrower ranges per thread the 1 KB slices of each row read DRAM 1.3-1.6x slower, and a row
      * split with an n x c partial per thread was no faster (n = 3 and 17, 3% and 25% active).
      */
-    public void matmulTransposedAcc(MemorySegment w, DType dt, int r, int c, long strideBytes, float[] h, int n,
+    public void matmulTransposedAcc(MemorySegment weights, DType dt, int r, int c, long strideBytes, float[] h, int n,
                                     float[] y) {
+        MemorySegment w = oneSegmentKind(weights);
         checkCount(n);
         checkStrided(w, dt, r, c, strideBytes);
         checkArrays(h, (long) n * r, y, (long) n * c);
@@ -282,8 +286,9 @@ public final class Kernels implements AutoCloseable {
      * chose, read in place from the cache. Same arithmetic (four rows share each x load), Inf/NaN
      * handling and thread split as matvecStrided, the list instead of a range being cut into chunks.
      */
-    public void matvecGather(MemorySegment w, DType dt, int c, long strideBytes, int[] rows, int count, float[] x,
+    public void matvecGather(MemorySegment weights, DType dt, int c, long strideBytes, int[] rows, int count, float[] x,
                              float[] y) {
+        MemorySegment w = oneSegmentKind(weights);
         checkRowList(w, dt, c, strideBytes, rows, count);
         checkArrays(x, c, y, count);
         if (count == 0) {
@@ -306,8 +311,9 @@ public final class Kernels implements AutoCloseable {
      * {@link #matvecTransposedAcc}, whose machinery (row split with per-thread partial sums, the exact
      * redo for Inf/NaN f16 weights) this is, given the list instead of finding it.
      */
-    public void accumulateGather(MemorySegment w, DType dt, int c, long strideBytes, int[] rows, float[] hv,
+    public void accumulateGather(MemorySegment weights, DType dt, int c, long strideBytes, int[] rows, float[] hv,
                                  int count, float[] y) {
+        MemorySegment w = oneSegmentKind(weights);
         checkRowList(w, dt, c, strideBytes, rows, count);
         checkArrays(hv, count, y, c);
         if (count == 0 || c == 0) {
@@ -361,9 +367,10 @@ public final class Kernels implements AutoCloseable {
      * rows at a time sharing each x load and the surviving rows are added four per pass over Y[t].
      * Inf/NaN weights reach Y as IEEE arithmetic says.
      */
-    public void sparseBundleFfn(MemorySegment w, DType dt, int c, long strideBytes, long downOffsetBytes,
+    public void sparseBundleFfn(MemorySegment weights, DType dt, int c, long strideBytes, long downOffsetBytes,
                                 int blockRows, int n, int[] rowStart, int[] rows, float[] bias, int biasOff,
                                 float[] x, float[] out) {
+        MemorySegment w = oneSegmentKind(weights);
         checkCount(n);
         if (blockRows < 0) {
             throw new IllegalArgumentException("blockRows must be >= 0, got " + blockRows);
@@ -509,7 +516,8 @@ public final class Kernels implements AutoCloseable {
     }
 
     /** out[0..c) = W[row, 0..c) as f32 (embedding lookup); exact. */
-    public void row(MemorySegment w, DType dt, int row, int c, float[] out) {
+    public void row(MemorySegment weights, DType dt, int row, int c, float[] out) {
+        MemorySegment w = oneSegmentKind(weights);
         if (row < 0) {
             throw new IllegalArgumentException("row must be >= 0, got " + row);
         }
@@ -631,6 +639,17 @@ public final class Kernels implements AutoCloseable {
             scratch[part] = s;
         }
         return s;
+    }
+
+    /**
+     * A file-mapped segment as a plain native segment over the same memory, with the same lifetime
+     * (reinterpret keeps the scope); any other segment as it is. The kernels then only ever see one
+     * implementation class: when C2 has seen both the mapped resident weights and the native neuron
+     * cache at a vector load, the quantized loops ran 1.5x slower (DecodeKernels --mapped: Q4_0 140 ms
+     * against 96 ms per opt-6.7b token's kernels, Q8_0 196 against 132).
+     */
+    static MemorySegment oneSegmentKind(MemorySegment w) {
+        return w.isMapped() ? w.reinterpret(w.byteSize()) : w;
     }
 
     /** Bytes of a row of c weights; a quantized row must be whole blocks of 32 (IllegalArgumentException). */
