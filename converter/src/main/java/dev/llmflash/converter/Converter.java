@@ -441,12 +441,11 @@ public final class Converter {
         if (f32.length < perChunk * cols) {
             f32 = new float[perChunk * cols];
         }
-        MemorySegment floats = MemorySegment.ofArray(f32);
         CRC32C crc = new CRC32C();
         for (int first = 0; first < rows; first += perChunk) {
             int n = Math.min(perChunk, rows - first);
             MemorySegment src = t.data().asSlice(first * inRow, n * inRow);
-            DTypeConversion.convert(src, t.dtype(), floats.asSlice(0, 4L * n * cols), DType.F32);
+            DTypeConversion.toFloats(src, t.dtype(), f32, n * cols);
             try {
                 Quant.quantize(out, f32, 0, n, cols, chunkSegment, 0);
             } catch (IllegalArgumentException e) {

@@ -67,8 +67,28 @@ final class DTypeConversion {
         float[] buf = new float[(int) Math.min(BLOCK, count)];
         for (long first = 0; first < count; first += BLOCK) {
             int n = (int) Math.min(BLOCK, count - first);
-            decode(src, from, first, buf, n);
+            decode(src, from, first, buf, 0, n);
             encode(buf, n, dst, to, first);
+        }
+    }
+
+    /**
+     * out[0 .. n) = the n elements of {@code src} (type {@code from}: F64, F32, F16 or BF16) as f32,
+     * decoded straight into the array (what {@link #convert} to F32 does, without its staging buffer
+     * and second copy: the quantizing converter's path).
+     *
+     * @throws IllegalArgumentException if src is not n elements of a convertible type, or out is shorter
+     */
+    static void toFloats(MemorySegment src, DType from, float[] out, int n) {
+        if (!isConvertibleFloat(from)) {
+            throw new IllegalArgumentException("cannot convert " + from + " to F32");
+        }
+        if (src.byteSize() != (long) n * from.bytes() || out.length < n) {
+            throw new IllegalArgumentException(n + " " + from + " elements are " + (long) n * from.bytes()
+                    + " bytes, not " + src.byteSize() + " (into " + out.length + " floats)");
+        }
+        for (int first = 0; first < n; first += BLOCK) {
+            decode(src, from, first, out, first, Math.min(BLOCK, n - first));
         }
     }
 
@@ -79,26 +99,26 @@ final class DTypeConversion {
         return h.length >= n ? h : new short[n];
     }
 
-    private static void decode(MemorySegment src, DType from, long first, float[] buf, int n) {
+    private static void decode(MemorySegment src, DType from, long first, float[] buf, int at, int n) {
         switch (from) {
-            case F32 -> MemorySegment.copy(src, F32, first * 4, buf, 0, n);
+            case F32 -> MemorySegment.copy(src, F32, first * 4, buf, at, n);
             case F16 -> {
                 short[] h = halves(n);
                 MemorySegment.copy(src, S16, first * 2, h, 0, n); // bulk: per-element access checks cost 3x
                 for (int i = 0; i < n; i++) {
-                    buf[i] = Float.float16ToFloat(h[i]);
+                    buf[at + i] = Float.float16ToFloat(h[i]);
                 }
             }
             case BF16 -> {
                 short[] h = halves(n);
                 MemorySegment.copy(src, S16, first * 2, h, 0, n);
                 for (int i = 0; i < n; i++) {
-                    buf[i] = bf16ToFloat(h[i]);
+                    buf[at + i] = bf16ToFloat(h[i]);
                 }
             }
             case F64 -> {
                 for (int i = 0; i < n; i++) {
-                    buf[i] = (float) src.getAtIndex(F64, first + i);
+                    buf[at + i] = (float) src.getAtIndex(F64, first + i);
                 }
             }
             default -> throw new IllegalArgumentException("cannot convert from " + from);

@@ -177,7 +177,7 @@ final class LayerSource implements FfnFileWriter.NeuronSource {
         if (f32.length < n) {
             f32 = new float[n];
         }
-        DTypeConversion.convert(src, from, MemorySegment.ofArray(f32).asSlice(0, 4L * n), DType.F32);
+        DTypeConversion.toFloats(src, from, f32, n);
         Quant.quantize(target, f32, 0, count, d, dst, 0);
     }
 

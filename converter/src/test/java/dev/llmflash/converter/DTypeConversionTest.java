@@ -77,6 +77,14 @@ class DTypeConversionTest {
                     default -> throw new AssertionError();
                 }
             }
+            float[] floats = new float[n + 1];
+            floats[n] = 42f;
+            DTypeConversion.toFloats(src, a, floats, n); // the quantizing converter's path: straight into f32
+            assertEquals(42f, floats[n], a + ": toFloats wrote past n");
+            for (int i = 0; i < n; i++) {
+                assertEquals(Oracle.convert(a, DType.F32, Oracle.bits(src, a, i)),
+                        Float.floatToRawIntBits(floats[i]) & 0xFFFF_FFFFL, a + " -> f32 (toFloats) element " + i);
+            }
             for (DType b : to) {
                 MemorySegment dst = MemorySegment.ofArray(new byte[n * b.bytes()]);
                 DTypeConversion.convert(src, a, dst, b);
@@ -98,5 +106,8 @@ class DTypeConversionTest {
                 () -> DTypeConversion.convert(src, DType.I32, MemorySegment.ofArray(new byte[4]), DType.F16));
         assertThrows(IllegalArgumentException.class,
                 () -> DTypeConversion.convert(src.asSlice(0, 3), DType.F16, MemorySegment.ofArray(new byte[6]), DType.F32));
+        assertThrows(IllegalArgumentException.class, () -> DTypeConversion.toFloats(src, DType.F16, new float[4], 3));
+        assertThrows(IllegalArgumentException.class, () -> DTypeConversion.toFloats(src, DType.F16, new float[3], 4));
+        assertThrows(IllegalArgumentException.class, () -> DTypeConversion.toFloats(src, DType.I32, new float[2], 2));
     }
 }

@@ -1,5 +1,12 @@
 package dev.llmflash.formats.tensor;
 
+import jdk.incubator.vector.ByteVector;
+import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.IntVector;
+import jdk.incubator.vector.VectorOperators;
+import jdk.incubator.vector.VectorShape;
+import jdk.incubator.vector.VectorSpecies;
+
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.util.stream.IntStream;
@@ -32,6 +39,16 @@ public final class Quant {
     private static final long PARALLEL_MIN = 1 << 18;
     /** Row ranges {@link #quantize} cuts a large call into (claimed by the common pool's threads). */
     private static final int PARTS = 8;
+
+    private static final VectorSpecies<Float> F = FloatVector.SPECIES_PREFERRED;
+    private static final VectorSpecies<Integer> I = VectorSpecies.of(int.class, F.vectorShape());
+    /** L byte lanes: the quants of one f32 vector. */
+    private static final VectorSpecies<Byte> B = F.length() >= 8
+            ? VectorSpecies.of(byte.class, VectorShape.forBitSize(F.vectorBitSize() / 4)) : null;
+    /** Whether {@link #quantizeRowVector} runs here: 8 or 16 f32 lanes (half a block a vector or less). */
+    static final boolean VECTOR = B != null && (BLOCK / 2) % F.length() == 0;
+    private static final int SIGN = 0x8000_0000;
+    private static final int HALF = Float.floatToRawIntBits(0.5f);
 
     private Quant() {
     }
@@ -69,7 +86,11 @@ public final class Quant {
                                      MemorySegment dst, long dstOff) {
         byte[] row = new byte[rowBytes];
         for (int r = r0; r < r1; r++) {
-            quantizeRow(dt, src, srcOff + r * c, c, row, 0);
+            if (VECTOR) {
+                quantizeRowVector(dt, src, srcOff + r * c, c, row, 0);
+            } else {
+                quantizeRow(dt, src, srcOff + r * c, c, row, 0);
+            }
             MemorySegment.copy(row, 0, dst, BYTE, dstOff + (long) r * rowBytes, rowBytes);
         }
     }
@@ -116,6 +137,65 @@ public final class Quant {
                     int lo = Math.clamp(round(x[xo + j] * inv) + 8, 0, 15);
                     int hi = Math.clamp(round(x[xo + BLOCK / 2 + j] * inv) + 8, 0, 15);
                     out[qb + j] = (byte) (lo | hi << 4);
+                }
+            }
+        }
+    }
+
+    /**
+     * {@link #quantizeRow} with the Vector API, byte for byte the same (tested): the block's extremes
+     * by lane-wise max / min (Math.max / Math.min semantics: NaN propagates, +0 above -0) and the
+     * scale exactly as there; then per lane x * (1 / s), plus 0.5 with x's sign, truncated to int (the
+     * same f32 operations and the same saturating cast), clamped, packed (Q4_0: low | high << 4) and
+     * narrowed to bytes. The converter's hot loop: the scalar one held a q4 convert of opt-6.7b at
+     * a third of the disk's speed. Needs {@link #VECTOR}.
+     */
+    static void quantizeRowVector(DType dt, float[] x, int off, int c, byte[] out, int o) {
+        int nb = blocks(dt, c);
+        int qs = o + 2 * nb;
+        boolean q8 = dt == DType.Q8_0;
+        int l = F.length();
+        for (int blk = 0; blk < nb; blk++) {
+            int xo = off + blk * BLOCK;
+            FloatVector hi = FloatVector.zero(F);
+            FloatVector lo = FloatVector.zero(F);
+            for (int p = 0; p < BLOCK; p += l) {
+                FloatVector v = FloatVector.fromArray(F, x, xo + p);
+                hi = hi.max(v);
+                lo = lo.min(v);
+            }
+            float top = hi.reduceLanes(VectorOperators.MAX);
+            float bottom = lo.reduceLanes(VectorOperators.MIN);
+            if (!(top - bottom <= Float.MAX_VALUE)) {
+                throw new IllegalArgumentException("a non-finite value in block " + blk + " of a row cannot be quantized");
+            }
+            float amax = Math.max(top, -bottom);
+            float max = top >= -bottom ? top : bottom;
+            short s = scale(q8 ? amax / 127f + 0f : max / -8f + 0f);
+            out[o + 2 * blk] = (byte) s;
+            out[o + 2 * blk + 1] = (byte) (s >> 8);
+            float d = Float.float16ToFloat(s);
+            FloatVector inv = FloatVector.broadcast(F, d == 0 ? 0 : 1f / d);
+            if (q8) {
+                int qb = qs + blk * BLOCK;
+                for (int p = 0; p < BLOCK; p += l) {
+                    FloatVector v = FloatVector.fromArray(F, x, xo + p).mul(inv);
+                    FloatVector half = v.reinterpretAsInts().and(SIGN).or(HALF).reinterpretAsFloats();
+                    IntVector q = (IntVector) v.add(half).convert(VectorOperators.F2I, 0);
+                    q.max(-127).min(127).convertShape(VectorOperators.I2B, B, 0).reinterpretAsBytes()
+                            .intoArray(out, qb + p);
+                }
+            } else {
+                int qb = qs + blk * (BLOCK / 2);
+                for (int p = 0; p < BLOCK / 2; p += l) {
+                    FloatVector v = FloatVector.fromArray(F, x, xo + p).mul(inv);
+                    FloatVector vh = FloatVector.fromArray(F, x, xo + BLOCK / 2 + p).mul(inv);
+                    FloatVector half = v.reinterpretAsInts().and(SIGN).or(HALF).reinterpretAsFloats();
+                    FloatVector halfH = vh.reinterpretAsInts().and(SIGN).or(HALF).reinterpretAsFloats();
+                    IntVector ql = ((IntVector) v.add(half).convert(VectorOperators.F2I, 0)).add(8).max(0).min(15);
+                    IntVector qh = ((IntVector) vh.add(halfH).convert(VectorOperators.F2I, 0)).add(8).max(0).min(15);
+                    ((ByteVector) ql.or(qh.lanewise(VectorOperators.LSHL, 4)).convertShape(VectorOperators.I2B, B, 0))
+                            .intoArray(out, qb + p);
                 }
             }
         }

@@ -95,4 +95,60 @@ class QuantTest {
         assertThrows(IllegalArgumentException.class, () -> Quant.quantizeRow(DType.Q8_0, x, 0, 32, m, 0));
         assertThrows(IllegalArgumentException.class, () -> Quant.quantizeRow(DType.F16, x, 0, 32, m, 0));
     }
+
+    /**
+     * The converter's vector quantizer against the scalar definition, byte for byte: Gaussian rows at
+     * many scales (down to f16-subnormal and zero scales), blocks of zeros and of -0, exact ties
+     * (x / s = k + 0.5 on either side), both signs reaching the extreme, a lone extreme per block,
+     * values that saturate; and the same refusals (NaN, Inf, a scale beyond f16).
+     */
+    @ParameterizedTest
+    @EnumSource(value = DType.class, names = {"Q8_0", "Q4_0"})
+    void vectorQuantizerIsByteForByteTheScalarOne(DType dt) {
+        assertTrue(Quant.VECTOR, "this machine's f32 vectors should take the vector quantizer (8 or 16 lanes)");
+        Random rnd = new Random(11);
+        int c = 8 * Quant.BLOCK;
+        int rowBytes = (int) dt.rowBytes(c);
+        for (int trial = 0; trial < 3000; trial++) {
+            float[] x = new float[c + 3];
+            int off = trial % 4;
+            double mag = Math.pow(10, rnd.nextInt(12) - 10); // 1e-10 .. 10: f16-subnormal and zero scales to large ones
+            for (int j = 0; j < c; j++) {
+                x[off + j] = (float) (rnd.nextGaussian() * mag);
+            }
+            int kind = trial % 7;
+            for (int b = 0; b < c / Quant.BLOCK; b++) {
+                int xo = off + b * Quant.BLOCK;
+                switch ((kind + b) % 7) {
+                    case 0 -> java.util.Arrays.fill(x, xo, xo + Quant.BLOCK, 0f);
+                    case 1 -> java.util.Arrays.fill(x, xo, xo + Quant.BLOCK, -0f);
+                    case 2 -> { // ties: with max |x| = 127 (Q8) or -8 (Q4) steps of 1, halves land on k + 0.5
+                        float step = 0.25f;
+                        for (int j = 0; j < Quant.BLOCK; j++) {
+                            x[xo + j] = step * (rnd.nextInt(15) - 7 + (rnd.nextBoolean() ? 0.5f : 0f));
+                        }
+                        x[xo] = dt == DType.Q8_0 ? 127 * step : -8 * step;
+                    }
+                    case 3 -> { // both signs reach the extreme
+                        x[xo + 1] = 3f;
+                        x[xo + 2] = -3f;
+                    }
+                    case 4 -> x[xo + rnd.nextInt(Quant.BLOCK)] = (float) (mag * 1000);
+                    default -> { }
+                }
+            }
+            byte[] want = new byte[rowBytes];
+            byte[] got = new byte[rowBytes];
+            Quant.quantizeRow(dt, x, off, c, want, 0);
+            Quant.quantizeRowVector(dt, x, off, c, got, 0);
+            org.junit.jupiter.api.Assertions.assertArrayEquals(want, got, dt + " trial " + trial);
+        }
+        float[] bad = new float[Quant.BLOCK];
+        byte[] out = new byte[(int) dt.rowBytes(Quant.BLOCK)];
+        for (float v : new float[]{Float.NaN, Float.POSITIVE_INFINITY, Float.NEGATIVE_INFINITY, 1e9f}) {
+            bad[5] = v;
+            assertThrows(IllegalArgumentException.class, () -> Quant.quantizeRow(dt, bad, 0, Quant.BLOCK, out, 0));
+            assertThrows(IllegalArgumentException.class, () -> Quant.quantizeRowVector(dt, bad, 0, Quant.BLOCK, out, 0));
+        }
+    }
 }
