@@ -67,10 +67,10 @@ PY
   llmflash_find_jdk
   java="$LLMFLASH_JAVA_HOME/bin/java"
   "$java" -cp "$root/cli/target/llmflash.jar" dev.llmflash.cli.PrecisionChart "$out/opt-6.7b-by-precision.png" \
-    "opt-6.7b shape, synthetic activity: ms/token by precision (50% of each bundle's own size)" \
+    "opt-6.7b shape: ms/token, each bundle at 50% of its size" \
     f16="$out/f16-50.json" q8="$out/q8-50.json" q4="$out/q4-50.json"
   "$java" -cp "$root/cli/target/llmflash.jar" dev.llmflash.cli.PrecisionChart "$out/opt-6.7b-at-f16-budget.png" \
-    "opt-6.7b shape: ms/token at the f16 run's budget ($f16_budget bytes)" \
+    "opt-6.7b shape: ms/token at the f16 run's budget" \
     f16="$out/f16-50.json" q8="$out/q8-f16budget.json" q4="$out/q4-f16budget.json"
   "$java" -cp "$root/cli/target/llmflash.jar" dev.llmflash.cli.PrecisionChart "$out/opt-13b-q4.png" \
     "OPT-13B shape in q4 at 50% of its size: ms/token" q4="$out/opt-13b-q4-50.json"
