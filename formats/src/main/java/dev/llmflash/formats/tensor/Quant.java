@@ -41,7 +41,6 @@ public final class Quant {
     private static final int PARTS = 8;
 
     private static final VectorSpecies<Float> F = FloatVector.SPECIES_PREFERRED;
-    private static final VectorSpecies<Integer> I = VectorSpecies.of(int.class, F.vectorShape());
     /** L byte lanes: the quants of one f32 vector. */
     private static final VectorSpecies<Byte> B = F.length() >= 8
             ? VectorSpecies.of(byte.class, VectorShape.forBitSize(F.vectorBitSize() / 4)) : null;

@@ -5,7 +5,6 @@ import dev.llmflash.formats.tensor.Quant;
 import jdk.incubator.vector.ByteVector;
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.IntVector;
-import jdk.incubator.vector.ShortVector;
 import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorShape;
 import jdk.incubator.vector.VectorSpecies;
@@ -52,11 +51,6 @@ final class QuantKernels {
     private QuantKernels() {
     }
 
-    /** L short lanes: the f16 scales of L blocks. */
-    static final VectorSpecies<Short> S = VectorKernels.S;
-    private static final int HALF_BITS_MASK = 0x8FFF_E000;
-    private static final float HALF_REBIAS = 0x1.0p112f;
-    private static final int HALF_EXPONENT = 0x7C00;
 
     private static float scale(MemorySegment w, long off) {
         return Float.float16ToFloat(w.get(U16_LE, off));
@@ -68,43 +62,20 @@ final class QuantKernels {
     // 250 MB of garbage per opt-6.7b token). So every loop spells its conversions out. (2) The four-row
     // loops read no scalar from the segment: inside them C2 no longer inlines the memory segment's
     // access checks, and four scalar scale reads per block doubled the time of a whole decode step on
-    // opt-6.7b q4. Their scales come L blocks at a time from scalesInto, a self-contained vector loop
-    // that writes to an array.
+    // opt-6.7b q4. Their scales come from one self-contained vector loop per row that writes to an
+    // array (scales4).
 
     /**
-     * out[outOff + b] = the f16 scale of block b of the row at byte {@code row}, for b in [0, nb):
-     * exact. L blocks at a time, one vector load and the bit conversion (sign, exponent and mantissa
-     * moved into place, times 2^112: exact for normal and subnormal f16), lanes of exponent 31 (Inf,
-     * NaN) redone by the scalar conversion; the last nb mod L scalar. No masked load: C2 did not
-     * intrinsify it here (with it, the masked load was the hottest frame of an opt-6.7b q4 decode and
-     * compute took 323 ms a token against 282 without). Self-contained (no vector crosses a call), so
-     * that it is fast whether or not C2 inlines it; one call per row and kernel call, not per L blocks
-     * (a call per 16 blocks: Q4_0 matvec 29 against 42 G weights/s in KernelBandwidth, one run each).
+     * The scales of the four rows at o0..o3 into sc, row u's at [u nb, (u + 1) nb): each row's nb f16
+     * scales by {@link VectorKernels#f16ToF32} (self-contained, so fast whether or not C2 inlines it;
+     * one call per row and kernel call: a call per 16 blocks made the Q4_0 matvec 29 against 42 G
+     * weights/s in KernelBandwidth, one run each).
      */
-    private static void scalesInto(MemorySegment w, long row, int nb, float[] out, int outOff) {
-        int b = 0;
-        for (int bound = nb - L; b <= bound; b += L) {
-            IntVector h = (IntVector) ShortVector.fromMemorySegment(S, w, row + 2L * b, LE)
-                    .convertShape(VectorOperators.S2I, I, 0);
-            h.lanewise(VectorOperators.LSHL, 13).and(HALF_BITS_MASK).reinterpretAsFloats().mul(HALF_REBIAS)
-                    .intoArray(out, outOff + b);
-            if (h.and(HALF_EXPONENT).compare(VectorOperators.EQ, HALF_EXPONENT).anyTrue()) {
-                for (int t = b; t < b + L; t++) {
-                    out[outOff + t] = Float.float16ToFloat(w.get(U16_LE, row + 2L * t));
-                }
-            }
-        }
-        for (; b < nb; b++) {
-            out[outOff + b] = Float.float16ToFloat(w.get(U16_LE, row + 2L * b));
-        }
-    }
-
-    /** The scales of the four rows at o0..o3 into sc: row u's at [u nb, (u + 1) nb). */
     private static void scales4(MemorySegment w, long o0, long o1, long o2, long o3, int nb, float[] sc) {
-        scalesInto(w, o0, nb, sc, 0);
-        scalesInto(w, o1, nb, sc, nb);
-        scalesInto(w, o2, nb, sc, 2 * nb);
-        scalesInto(w, o3, nb, sc, 3 * nb);
+        VectorKernels.f16ToF32(w, o0, nb, sc, 0);
+        VectorKernels.f16ToF32(w, o1, nb, sc, nb);
+        VectorKernels.f16ToF32(w, o2, nb, sc, 2 * nb);
+        VectorKernels.f16ToF32(w, o3, nb, sc, 3 * nb);
     }
 
     // ---------------------------------------------------------------- dots
@@ -235,7 +206,7 @@ final class QuantKernels {
      */
     private static final ThreadLocal<Scratch> SCRATCH = ThreadLocal.withInitial(Scratch::new);
 
-    /** Per-thread arrays of the Q4_0 four-row dots, grown on demand. */
+    /** Per-thread arrays of the four-row kernels, grown on demand (x16 and xb: Q4_0 dots only). */
     private static final class Scratch {
         float[] x16 = new float[0];
         float[] xb = new float[0];
@@ -278,16 +249,11 @@ final class QuantKernels {
         int nb = c / BLOCK;
         long qs = 2L * nb;
         float[] x16 = sp.x16;
-        float[] xb = sp.xb;
         float[] sc = sp.sc;
         FloatVector a0 = FloatVector.zero(F);
         FloatVector a1 = FloatVector.zero(F);
         FloatVector a2 = FloatVector.zero(F);
         FloatVector a3 = FloatVector.zero(F);
-        float c0 = 0f;
-        float c1 = 0f;
-        float c2 = 0f;
-        float c3 = 0f;
         scales4(w, o0, o1, o2, o3, nb, sc);
         for (int blk = 0; blk < nb; blk++) {
             FloatVector s0 = FloatVector.zero(F);
@@ -316,24 +282,16 @@ final class QuantKernels {
                 s2 = ((FloatVector) v2.and(0xf0).convert(VectorOperators.I2F, 0)).fma(xh, s2);
                 s3 = ((FloatVector) v3.and(0xf0).convert(VectorOperators.I2F, 0)).fma(xh, s3);
             }
-            float d0 = sc[blk];
-            float d1 = sc[nb + blk];
-            float d2 = sc[2 * nb + blk];
-            float d3 = sc[3 * nb + blk];
-            a0 = s0.fma(FloatVector.broadcast(F, d0), a0);
-            a1 = s1.fma(FloatVector.broadcast(F, d1), a1);
-            a2 = s2.fma(FloatVector.broadcast(F, d2), a2);
-            a3 = s3.fma(FloatVector.broadcast(F, d3), a3);
-            float e = xb[blk];
-            c0 = Math.fma(d0, e, c0);
-            c1 = Math.fma(d1, e, c1);
-            c2 = Math.fma(d2, e, c2);
-            c3 = Math.fma(d3, e, c3);
+            a0 = s0.fma(FloatVector.broadcast(F, sc[blk]), a0);
+            a1 = s1.fma(FloatVector.broadcast(F, sc[nb + blk]), a1);
+            a2 = s2.fma(FloatVector.broadcast(F, sc[2 * nb + blk]), a2);
+            a3 = s3.fma(FloatVector.broadcast(F, sc[3 * nb + blk]), a3);
         }
-        y[i] = a0.reduceLanes(VectorOperators.ADD) - c0;
-        y[i + q] = a1.reduceLanes(VectorOperators.ADD) - c1;
-        y[i + 2 * q] = a2.reduceLanes(VectorOperators.ADD) - c2;
-        y[i + 3 * q] = a3.reduceLanes(VectorOperators.ADD) - c3;
+        float[] xb = sp.xb;
+        y[i] = a0.reduceLanes(VectorOperators.ADD) - VectorOps.dot(sc, 0, xb, 0, nb);
+        y[i + q] = a1.reduceLanes(VectorOperators.ADD) - VectorOps.dot(sc, nb, xb, 0, nb);
+        y[i + 2 * q] = a2.reduceLanes(VectorOperators.ADD) - VectorOps.dot(sc, 2 * nb, xb, 0, nb);
+        y[i + 3 * q] = a3.reduceLanes(VectorOperators.ADD) - VectorOps.dot(sc, 3 * nb, xb, 0, nb);
     }
 
     // ---------------------------------------------------------------- dequantization

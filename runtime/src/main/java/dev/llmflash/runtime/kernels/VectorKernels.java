@@ -270,6 +270,32 @@ public final class VectorKernels {
         toF32At(w, dt, off * dt.bytes(), out, outOff, c);
     }
 
+    /**
+     * out[outOff .. outOff + n) = the n f16 values at byte {@code b} of w, as f32 (exact). L at a time:
+     * one vector load and the bit conversion of {@link #loadF16} without its Inf/NaN fix-up, lanes of
+     * exponent 31 (Inf, NaN) redone by the scalar conversion; the last n mod L scalar (no masked load:
+     * C2 did not intrinsify it here, and the quantized kernels' scale reads were then their hottest
+     * frame). Self-contained, no vector crosses a call, so it is fast whether or not C2 inlines it
+     * (the quantized kernels read their scales through it, see QuantKernels' C2 notes).
+     */
+    static void f16ToF32(MemorySegment w, long b, int n, float[] out, int outOff) {
+        int j = 0;
+        for (int bound = n - L; j <= bound; j += L) {
+            IntVector h = (IntVector) ShortVector.fromMemorySegment(S, w, b + 2L * j, LE)
+                    .convertShape(VectorOperators.S2I, I, 0);
+            h.lanewise(VectorOperators.LSHL, 13).and(HALF_BITS_MASK).reinterpretAsFloats().mul(HALF_REBIAS)
+                    .intoArray(out, outOff + j);
+            if (h.and(HALF_EXPONENT).compare(VectorOperators.EQ, HALF_EXPONENT).anyTrue()) {
+                for (int t = j; t < j + L; t++) {
+                    out[outOff + t] = f16(w, b + 2L * t);
+                }
+            }
+        }
+        for (; j < n; j++) {
+            out[outOff + j] = f16(w, b + 2L * j);
+        }
+    }
+
     /** out[outOff .. outOff+c) = the c elements starting at byte {@code b} of w, as f32 (exact). */
     public static void toF32At(MemorySegment w, DType dt, long b, float[] out, int outOff, int c) {
         if (dt.isQuantized()) {
@@ -288,12 +314,8 @@ public final class VectorKernels {
                 }
             }
             case F16 -> {
-                for (; j < bound; j += L) {
-                    loadF16(w, b + 2L * j).intoArray(out, outOff + j);
-                }
-                for (; j < c; j++) {
-                    out[outOff + j] = f16(w, b + 2L * j);
-                }
+                f16ToF32(w, b, c, out, outOff);
+                return;
             }
             case BF16 -> {
                 for (; j < bound; j += L) {
